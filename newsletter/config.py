@@ -1,0 +1,185 @@
+"""Settings: ``newsletter.toml`` plus ``NEWSLETTER_*`` environment overrides, as one frozen object.
+
+AWS settings are deliberately absent: boto3 reads them from its own chain (``AWS_PROFILE``,
+``AWS_REGION``, ``AWS_ENDPOINT_URL_SESV2`` ...), so no key ever sits in our config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from newsletter.errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+# Environment variables that override a key of the [newsletter] table.
+ENV_OVERRIDES = ("database_url", "secret_key", "base_url", "transport", "outbox_dir")
+
+
+def _colour(value: str) -> str:
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}", value):
+        raise ValueError(f"expected a colour like #1d3a6e, got {value!r}")
+    return value
+
+
+def _web_url(value: str) -> str:
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ValueError(f"expected an absolute http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _mailbox(value: str) -> str:
+    _, address = parseaddr(value)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address):
+        raise ValueError(f"expected an address like 'Name <news@example.org>', got {value!r}")
+    return value
+
+
+Colour = Annotated[str, AfterValidator(_colour)]
+WebUrl = Annotated[str, AfterValidator(_web_url)]
+Mailbox = Annotated[str, AfterValidator(_mailbox)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Link(_Table):
+    """A named link: a partner organisation or a social profile."""
+
+    name: str = Field(min_length=1)
+    url: WebUrl
+    role: str = ""  # e.g. "Coordinator"
+    country: str = ""
+
+    @property
+    def label(self) -> str:
+        """The address as people read it: no scheme, no trailing slash."""
+        return re.sub(r"^https?://", "", self.url).rstrip("/")
+
+
+class Brand(_Table):
+    logo_url: WebUrl | None = None
+    logo_alt: str = ""
+    logo_width: int = Field(default=140, ge=20, le=600)
+    primary_color: Colour = "#1d3a6e"
+    accent_color: Colour = "#c8102e"
+    background_color: Colour = "#eef1f5"
+    text_color: Colour = "#1f2933"
+    font_family: str = "Helvetica, Arial, sans-serif"
+    heading_font_family: str | None = None
+
+
+class Footer(_Table):
+    partners_title: str = "Partners"
+    partners: tuple[Link, ...] = ()
+    stay_connected_title: str = "Stay connected"
+    stay_connected: str = ""
+    website: WebUrl | None = None
+    social: tuple[Link, ...] = ()
+    disclaimer: str = ""
+    postal_address: str = ""
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        """The website first, then the social profiles."""
+        site = Link(name=re.sub(r"^https?://", "", self.website), url=self.website)
+        return ((site,) if self.website else ()) + self.social
+
+
+class Settings(_Table):
+    """Everything configurable, validated once at start-up."""
+
+    name: str = Field(min_length=1)
+    sender: Mailbox = Field(alias="from")
+    reply_to: Mailbox | None = None
+    base_url: WebUrl
+    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+    layout: str = "default"
+    first_name_fallback: str = "there"
+    secret_key: str | None = None
+    transport: Literal["outbox", "ses"] = "outbox"
+    database_url: str = ""
+    outbox_dir: Path = Path("outbox")
+    root: Path = Path(".")
+    brand: Brand = Brand()
+    footer: Footer = Footer()
+
+    @property
+    def issues_dir(self) -> Path:
+        return self.root / "issues"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def domain(self) -> str:
+        """The sending domain, used for Message-IDs and List-Id."""
+        return parseaddr(self.sender)[1].rpartition("@")[2].lower()
+
+
+def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use: an explicit path, then $NEWSLETTER_CONFIG, then ./newsletter.toml."""
+    chosen = Path(path or env.get("NEWSLETTER_CONFIG") or CONFIG_NAME)
+    if not chosen.is_file():
+        raise ConfigError(
+            f"no configuration file at {chosen}: run from a newsletter folder, "
+            "pass --config PATH or set NEWSLETTER_CONFIG"
+        )
+    return chosen
+
+
+def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read, merge and validate the configuration; raise ConfigError naming each bad key."""
+    config_path = find_config(path, env)
+    try:
+        document = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{config_path}: {error}") from None
+    return settings_from_document(document, config_path, env)
+
+
+def settings_from_document(
+    document: dict[str, Any], config_path: Path, env: Mapping[str, str] = os.environ
+) -> Settings:
+    unknown = sorted(set(document) - {"newsletter", "brand", "footer"})
+    if unknown:
+        raise ConfigError(f"{config_path}: {unknown[0]}: unknown table (expected newsletter, "
+                          "brand or footer)")
+    data: dict[str, Any] = dict(document.get("newsletter", {}))
+    data.update({key: env[f"NEWSLETTER_{key.upper()}"] for key in ENV_OVERRIDES
+                 if env.get(f"NEWSLETTER_{key.upper()}")})
+    root = config_path.resolve().parent
+    data["root"] = root
+    data.setdefault("database_url", f"sqlite:///{root / 'subscribers' / 'newsletter.db'}")
+    data["outbox_dir"] = root / Path(data.get("outbox_dir", "outbox"))
+    for table in ("brand", "footer"):
+        if table in document:
+            data[table] = document[table]
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(config_path, error)) from None
+
+
+def _describe(config_path: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        loc = list(item["loc"])
+        table = loc.pop(0) if loc and loc[0] in ("brand", "footer") else "newsletter"
+        key = ".".join([str(table), *(str(part) for part in loc)])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        env_name = f"NEWSLETTER_{loc[0].upper()}" if loc and loc[0] in ENV_OVERRIDES else None
+        hint = f" (or set {env_name})" if env_name and item["type"] == "missing" else ""
+        lines.append(f"{config_path}: {key}: {message}{hint}")
+    return "\n".join(lines)

@@ -90,8 +90,10 @@ class Footer(_Table):
     @property
     def links(self) -> tuple[Link, ...]:
         """The website first, then the social profiles."""
-        site = Link(name=re.sub(r"^https?://", "", self.website), url=self.website)
-        return ((site,) if self.website else ()) + self.social
+        if not self.website:
+            return self.social
+        return (Link(name=re.sub(r"^https?://", "", self.website), url=self.website),
+                *self.social)
 
 
 class Settings(_Table):
@@ -105,6 +107,10 @@ class Settings(_Table):
     layout: str = "default"
     first_name_fallback: str = "there"
     secret_key: str | None = None
+    # Keys that signed links in earlier mail: still accepted when verifying, never used to sign.
+    previous_secret_keys: tuple[str, ...] = ()
+    # Optional mailbox for the mailto: half of List-Unsubscribe (the https half is always there).
+    unsubscribe_mailto: Mailbox | None = None
     transport: Literal["outbox", "ses"] = "outbox"
     database_url: str = ""
     outbox_dir: Path = Path("outbox")

@@ -135,7 +135,7 @@ def parse_send_at(value: Any) -> dt.datetime:
     else:
         text = str(value).strip()
         head, _, tail = text.rpartition(" ")
-        if head and "/" in tail or tail == "UTC":
+        if (head and "/" in tail) or tail == "UTC":
             text, zone = head, tail
         else:
             zone = None
@@ -267,7 +267,7 @@ class _IssueParser:
             for match in PLACEHOLDER_RE.finditer(line):
                 if match.group(1) not in PLACEHOLDERS:
                     self.problem(number, "placeholder", f"unknown {match.group(0)} (known: "
-                                 + ", ".join("{{%s}}" % p for p in PLACEHOLDERS) + ")")
+                                 + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS) + ")")
 
     def split_sections(self, tokens: list[Token]) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
         starts = [i for i, t in enumerate(tokens) if t.type == "heading_open" and t.level == 0]
@@ -422,18 +422,19 @@ def _line(token: Token) -> int:
 
 
 def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
-    """The file line of the front-matter value at ``loc`` (or of its nearest parent)."""
+    """The file line of the front-matter key at ``loc`` (or of its nearest existing parent)."""
     line = node.start_mark.line if node else 0
     for key in loc:
         if isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value if k.value == key), None)
+            pair = next(((k, v) for k, v in node.value if k.value == key), None)
+            node, line = (pair[1], pair[0].start_mark.line) if pair else (None, line)
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
+            line = node.start_mark.line
         else:
             node = None
         if node is None:
             break
-        line = node.start_mark.line
     return line + 2  # +1 for 1-based lines, +1 for the opening '---'
 
 

@@ -7,7 +7,18 @@
     NewsletterError(Exception)          anything else the user can act on
     ├── ContentError(ValueError)        an issue file is invalid (carries every Problem found)
     ├── IssueNotFound(LookupError)      no issue folder matches the name given
-    └── RenderError                     the templates or MJML could not produce an email
+    ├── InvalidAddress(ValueError)      an address is invalid, or cannot go in a message header
+    ├── RenderError                     the templates or MJML could not produce an email
+    ├── InvalidValue(ValueError)        a subscriber's name, attribute or tag is malformed
+    ├── SubscriberNotFound(LookupError) no subscriber has that address or id
+    ├── AlreadySubscribed(ValueError)   the address is already on the list (pending or active)
+    ├── AddressSuppressed(ValueError)   the address unsubscribed, bounced, complained or was erased:
+    │                                   it is never re-added without an explicit resubscribe
+    ├── ImportFileError(ValueError)     a CSV file cannot be imported at all (encoding, header);
+    │                                   nothing was written. Bad rows are reported, not raised.
+    ├── InvalidToken(ValueError)        a confirm/unsubscribe link is damaged, forged, for another
+    │                                   purpose or (``expired``) too old
+    └── DatabaseError                   the database is unreachable or needs ``newsletter db upgrade``
 
 Each error's ``str()`` is the message to show the user; the CLI prints it without a traceback.
 """
@@ -53,3 +64,43 @@ class IssueNotFound(NewsletterError, LookupError):
 
 class RenderError(NewsletterError):
     """Templates or MJML failed to produce an email (a template or layout bug, not content)."""
+
+
+class InvalidAddress(NewsletterError, ValueError):
+    """An email address is not valid; ``address`` is the input, the message says why."""
+
+    def __init__(self, address: str, reason: str):
+        self.address, self.reason = address, reason
+        super().__init__(f"invalid email address {address!r}: {reason}")
+
+
+class SubscriberNotFound(NewsletterError, LookupError):
+    """No subscriber matches the address or id given."""
+
+
+class AlreadySubscribed(NewsletterError, ValueError):
+    """The address is already on the list; nothing was changed."""
+
+
+class AddressSuppressed(NewsletterError, ValueError):
+    """The address left the list (or was erased) and is only re-added when explicitly asked to."""
+
+
+class ImportFileError(NewsletterError, ValueError):
+    """The file as a whole cannot be imported (wrong encoding, no email column, ...)."""
+
+
+class InvalidToken(NewsletterError, ValueError):
+    """A signed link is not valid; ``expired`` tells a too-old link from a damaged one."""
+
+    def __init__(self, message: str, *, expired: bool = False):
+        self.expired = expired
+        super().__init__(message)
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached, or its schema is not the one this version expects."""
+
+
+class InvalidValue(NewsletterError, ValueError):
+    """A name, attribute or tag is malformed or too long; the message names it."""

@@ -25,7 +25,7 @@ from newsletter.errors import RenderError
 
 LAYOUTS = "layouts"
 # Jinja globals: {{ ph.unsubscribe_url }} in a template writes the literal {{unsubscribe_url}}.
-PLACEHOLDER_TOKENS = {name: "{{%s}}" % name for name in PLACEHOLDERS}
+PLACEHOLDER_TOKENS = {name: f"{{{{{name}}}}}" for name in PLACEHOLDERS}
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ def _environment(templates_dir: Path, marked: bool = False) -> jinja2.Environmen
         loader = _MarkingLoader(templates_dir)
     env = jinja2.Environment(
         loader=loader,
-        # select_autoescape() does not know .mjml.j2: escape everything but the text part.
-        autoescape=lambda name: not (name or "").endswith(".txt.j2"),
+        # select_autoescape() does not know .mjml.j2, so name the escaped kinds ourselves.
+        autoescape=lambda name: (name or "").endswith((".mjml.j2", ".html.j2")),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -1,0 +1,45 @@
+"""Median time to render the ASIT issue: files → validated Issue → inlined HTML + text part.
+
+    .venv/bin/python bench/render.py [--runs 200] [--issue 2025-04-asit-highlights]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from newsletter.config import load_settings
+from newsletter.content import find_issue, load_issue
+from newsletter.render import render_issue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--issue", default="2025-04-asit-highlights")
+    args = parser.parse_args()
+    settings = load_settings(ROOT / "newsletter.toml", env={})
+    folder = find_issue(settings, args.issue)
+
+    def once() -> float:
+        start = time.perf_counter()
+        rendered = render_issue(load_issue(folder, settings), settings)
+        elapsed = time.perf_counter() - start
+        assert rendered.html and rendered.text
+        return elapsed * 1000
+
+    cold = once()
+    times = sorted(once() for _ in range(args.runs))
+    print(f"issue            {args.issue}")
+    print(f"first render     {cold:7.2f} ms (templates compiled, caches empty)")
+    print(f"median           {statistics.median(times):7.2f} ms over {args.runs} runs")
+    print(f"p95              {times[int(len(times) * 0.95) - 1]:7.2f} ms")
+    print(f"fastest          {times[0]:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Pre-send lint of a ``RenderedIssue``: what would hurt delivery or readers, found before sending.
+
+Errors block a send; warnings are printed and left to the editor's judgement.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
+from typing import Literal
+
+from newsletter.config import Settings
+from newsletter.content import PLACEHOLDER_RE, PLACEHOLDERS
+from newsletter.message import sample_message
+from newsletter.render import RenderedIssue
+
+Severity = Literal["error", "warning"]
+
+GMAIL_CLIP_BYTES = 102 * 1024  # Gmail hides everything after ~102 KB of HTML, footer included
+SIZE_WARNING_BYTES = 90 * 1024
+SUBJECT_MAX_CHARS = 78  # longer subjects are cut off in most inbox lists
+MAX_LINE_OCTETS = 998  # RFC 5322 §2.1.1; SES rejects longer lines
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.rule}: {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def check_rendered(rendered: RenderedIssue, settings: Settings) -> list[Finding]:
+    """Every finding for one rendered issue, errors first."""
+    page = _Page()
+    page.feed(rendered.html)
+    findings = [
+        *_size(rendered),
+        *_images(page),
+        *_links(page),
+        *_placeholders(rendered),
+        *_envelope(rendered),
+        *check_message(sample_message(rendered, settings)),
+    ]
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
+
+
+def _size(rendered: RenderedIssue) -> list[Finding]:
+    size = len(rendered.html.encode("utf-8"))
+    if size > GMAIL_CLIP_BYTES:
+        return [Finding("error", "size", f"the HTML is {size / 1024:.0f} KB: Gmail clips mail "
+                        f"over {GMAIL_CLIP_BYTES // 1024} KB and hides the unsubscribe link")]
+    if size > SIZE_WARNING_BYTES:
+        return [Finding("warning", "size", f"the HTML is {size / 1024:.0f} KB, close to Gmail's "
+                        f"{GMAIL_CLIP_BYTES // 1024} KB clipping limit")]
+    return []
+
+
+def _images(page: _Page) -> list[Finding]:
+    return [Finding("error", "alt-text", f"image {src} has no alt text")
+            for src, alt in page.images if not (alt or "").strip()]
+
+
+def _links(page: _Page) -> list[Finding]:
+    findings = []
+    for href in page.links:
+        if PLACEHOLDER_RE.fullmatch(href) or re.match(r"(mailto|tel):", href):
+            continue
+        if href.startswith("http://"):
+            findings.append(Finding("warning", "links", f"{href} is not https"))
+        elif not href.startswith("https://"):
+            findings.append(Finding("error", "links", f"{href!r} is not an absolute https:// "
+                                    "link (relative links break in mail clients)"))
+    return findings
+
+
+def _placeholders(rendered: RenderedIssue) -> list[Finding]:
+    findings = []
+    for part, body in (("HTML", rendered.html), ("text", rendered.text)):
+        if "{{unsubscribe_url}}" not in body:
+            findings.append(Finding("error", "unsubscribe", f"the {part} part has no "
+                                    "{{unsubscribe_url}} link"))
+        unknown = {m.group(1) for m in PLACEHOLDER_RE.finditer(body)} - set(PLACEHOLDERS)
+        findings += [Finding("error", "placeholders", f"unknown placeholder {{{{{name}}}}} in "
+                             f"the {part} part") for name in sorted(unknown)]
+    return findings
+
+
+def _envelope(rendered: RenderedIssue) -> list[Finding]:
+    findings = []
+    if not rendered.preheader.strip():
+        findings.append(Finding("warning", "preheader", "no preheader: inboxes will show the "
+                                "first words of the email instead"))
+    if len(rendered.subject) > SUBJECT_MAX_CHARS:
+        findings.append(Finding("warning", "subject", f"the subject has {len(rendered.subject)} "
+                                f"characters; inboxes cut it after about {SUBJECT_MAX_CHARS}"))
+    return findings
+
+
+def check_message(raw: bytes) -> list[Finding]:
+    """Lint an encoded message: no line may exceed RFC 5322's 998 octets."""
+    longest = max(len(line) for line in raw.splitlines())
+    if longest > MAX_LINE_OCTETS:
+        return [Finding("error", "line-length", f"a line of the encoded message has {longest} "
+                        f"octets (the limit is {MAX_LINE_OCTETS})")]
+    return []
+
+
+class _Page(HTMLParser):
+    """Collects the links and images of an HTML document."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.images: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "a" and values.get("href") is not None:
+            self.links.append((values["href"] or "").strip())
+        elif tag == "img":
+            self.images.append((values.get("src") or "", values.get("alt")))

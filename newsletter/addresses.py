@@ -17,14 +17,12 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.errors import InvalidAddress
 
 _ATEXT = r"A-Za-z0-9_!#$%&'*+/=?^`{|}~-"
-# dot-atom local part @ LDH labels, the last one (the TLD) ending in a letter. Lengths, R-LDH
-# labels ("ab--c"), Punycode and special-use names are checked in _fast_key.
-_FAST = re.compile(
-    rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@"
-    r"((?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z])?)"
-)
-_LABEL_LIMIT, _LOCAL_LIMIT, _ADDRESS_LIMIT = 63, 64, 254
-# RFC 6761 and friends: email-validator refuses these; so must the fast path.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"  # LDH, at most 63 characters
+# dot-atom local part of at most 64 characters @ LDH labels, the last (the TLD) ending in a
+# letter. The lengths, "--" (R-LDH and Punycode labels) and special-use TLDs: see quick_key.
+_FAST = re.compile(rf"(?=[^@]{{1,64}}@)[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@(?:{_LABEL}\.)+"
+                   r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]")
+_ADDRESS_LIMIT = 254
 _SPECIAL_USE = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
 
 
@@ -39,8 +37,8 @@ class Address:
 def parse_address(text: str) -> Address:
     """Validate an address; raise InvalidAddress with email-validator's explanation if it isn't."""
     email = text.strip()
-    key = _fast_key(email)
-    return Address(email, key) if key is not None else Address(email, _checked_key(email))
+    key = quick_key(email)
+    return Address(email, key) if key is not None else Address(email, checked_key(email))
 
 
 def address_key(text: str) -> str:
@@ -48,20 +46,17 @@ def address_key(text: str) -> str:
     return parse_address(text).key
 
 
-def _fast_key(email: str) -> str | None:
-    """The key of a plain ASCII address, or None when email-validator must decide."""
-    match = _FAST.fullmatch(email)
-    if match is None or len(email) > _ADDRESS_LIMIT:
+def quick_key(email: str) -> str | None:
+    """The key of a trimmed, plain ASCII address, or None when email-validator must decide."""
+    if (len(email) > _ADDRESS_LIMIT or _FAST.fullmatch(email) is None
+            or "--" in email.partition("@")[2]):  # R-LDH and Punycode: email-validator's call
         return None
-    local, domain = match.groups()
-    labels = domain.lower().split(".")
-    if (len(local) > _LOCAL_LIMIT or labels[-1] in _SPECIAL_USE
-            or any(len(label) > _LABEL_LIMIT or label[2:4] == "--" for label in labels)):
-        return None  # includes every "xn--" label: Punycode is email-validator's business
-    return email.lower()
+    key = email.lower()
+    return None if key.rpartition(".")[2] in _SPECIAL_USE else key
 
 
-def _checked_key(email: str) -> str:
+def checked_key(email: str) -> str:
+    """The key of a trimmed address, validated by email-validator; InvalidAddress if invalid."""
     if not email:
         raise InvalidAddress(email, "the address is empty")
     try:

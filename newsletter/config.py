@@ -112,6 +112,11 @@ class Settings(_Table):
     # Optional mailbox for the mailto: half of List-Unsubscribe (the https half is always there).
     unsubscribe_mailto: Mailbox | None = None
     transport: Literal["outbox", "ses"] = "outbox"
+    # Sending: a fixed rate in messages/s, or (unset) the SES account's MaxSendRate x safety.
+    rate: float | None = Field(default=None, gt=0)
+    rate_safety: float = Field(default=0.9, gt=0, le=1)
+    concurrency: int = Field(default=32, ge=1, le=256)
+    ses_configuration_set: str | None = None
     database_url: str = ""
     outbox_dir: Path = Path("outbox")
     root: Path = Path(".")

@@ -18,7 +18,14 @@
     │                                   nothing was written. Bad rows are reported, not raised.
     ├── InvalidToken(ValueError)        a confirm/unsubscribe link is damaged, forged, for another
     │                                   purpose or (``expired``) too old
-    └── DatabaseError                   the database is unreachable or needs ``newsletter db upgrade``
+    ├── DatabaseError                   the database is unreachable or needs ``newsletter db upgrade``
+    └── DeliveryError                   a transport could not take a message; the subclass says
+        │                               what the send engine does next
+        ├── Throttled                   the provider asked us to slow down: wait, send it again
+        ├── TransientError              network, timeout or 5xx: retry with backoff, then fail
+        ├── PermanentError              this message or recipient is refused: record, move on
+        └── FatalTransportError         the whole send must stop (account suspended or paused,
+                                        daily quota reached, credentials refused)
 
 Each error's ``str()`` is the message to show the user; the CLI prints it without a traceback.
 """
@@ -104,3 +111,27 @@ class DatabaseError(NewsletterError):
 
 class InvalidValue(NewsletterError, ValueError):
     """A name, attribute or tag is malformed or too long; the message names it."""
+
+
+class DeliveryError(NewsletterError):
+    """A transport could not take a message; ``detail`` keeps the provider's own words."""
+
+    def __init__(self, message: str, *, detail: str = ""):
+        self.detail = detail
+        super().__init__(f"{message}: {detail}" if detail else message)
+
+
+class Throttled(DeliveryError):
+    """The provider refused the request as over its rate; the same message is to be retried."""
+
+
+class TransientError(DeliveryError):
+    """A failure that may pass (timeout, connection reset, HTTP 5xx)."""
+
+
+class PermanentError(DeliveryError):
+    """The provider refuses this message or recipient for good (e.g. SES MessageRejected)."""
+
+
+class FatalTransportError(DeliveryError):
+    """Every further message would fail the same way: the send stops and reports why."""

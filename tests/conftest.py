@@ -50,9 +50,50 @@ def browser() -> Iterator[object]:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which(
         "chromium-browser")
     if not path:
-        pytest.skip("Chromium is not installed (apt-get install chromium, or set CHROMIUM)")
+        _require("Chromium is not installed (apt-get install chromium, or set CHROMIUM)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
+
+
+POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _require(reason: str) -> None:
+    """Skip where an outside program is missing, but never in CI, where .ci/run provides it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must provide it: see .ci/run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections live in a fresh schema of the test PostgreSQL, dropped after."""
+    import secrets
+
+    import psycopg
+
+    plain = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        admin = psycopg.connect(plain, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as error:
+        _require(f"no PostgreSQL at {POSTGRES_URL}: {str(error).strip().splitlines()[0]}")
+    schema = f"test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            separator = "&" if "?" in POSTGRES_URL else "?"
+            yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test against a real SQLite file and the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'newsletter.db'}"
+    return str(request.getfixturevalue("postgres_url"))

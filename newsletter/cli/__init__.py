@@ -64,9 +64,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from newsletter.cli import issues
+    from newsletter.cli import issues, sending
 
-    for command in issues.COMMANDS:
+    for command in (*issues.COMMANDS, *sending.COMMANDS):
         main.add_command(command)
 
 

@@ -19,7 +19,7 @@ from newsletter.render import render_issue
 from newsletter.scaffold import create_issue
 
 
-def _issue_folder(env: Env, name: str) -> Path:
+def issue_folder(env: Env, name: str) -> Path:
     try:
         return find_issue(env.settings, name)
     except NewsletterError as error:
@@ -43,7 +43,7 @@ def new(env: Env, title: str, date: dt.datetime | None) -> None:
 @pass_env
 def check(env: Env, issue: str, as_json: bool) -> None:
     """Validate an issue and lint the email it renders to (exit 1 on errors)."""
-    folder = _issue_folder(env, issue)
+    folder = issue_folder(env, issue)
     findings: list[Finding] = []
     try:
         settings = env.settings
@@ -73,7 +73,7 @@ def check(env: Env, issue: str, as_json: bool) -> None:
 @pass_env
 def render(env: Env, issue: str, out: Path | None) -> None:
     """Write email.html, email.txt and a sample message.eml for an issue."""
-    folder = _issue_folder(env, issue)
+    folder = issue_folder(env, issue)
     settings = env.settings
     rendered = render_issue(load_issue(folder, settings), settings)
     out = out or settings.root / "out" / folder.name
@@ -92,7 +92,7 @@ def render(env: Env, issue: str, out: Path | None) -> None:
 @pass_env
 def preview(env: Env, issue: str, host: str, port: int, open_browser: bool) -> None:
     """Serve a live preview (desktop and phone widths) that reloads on every save."""
-    folder = _issue_folder(env, issue)
+    folder = issue_folder(env, issue)
     _ = env.settings  # fail now, with a clear message, if the configuration is broken
     server = make_server(Preview(folder, lambda: Env(env.config).settings), host, port)
     url = f"http://{host}:{server.server_address[1]}/"

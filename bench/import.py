@@ -1,0 +1,166 @@
+"""Subscriber import and export throughput, and peak memory, on SQLite and PostgreSQL.
+
+    .venv/bin/python bench/import.py [--rows 1000000] [--postgres URL | --no-postgres]
+
+Generates a CSV (about 1% invalid rows, 1% repeated addresses, some non-ASCII names and
+addresses) in a temporary folder, then imports it into a fresh database and exports it back,
+each step in its own process so that its peak RSS is its own. PostgreSQL runs in a scratch
+schema of NEWSLETTER_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
+                          "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+FIRST = ["Anna", "Jan", "Maria", "Łukasz", "Zoë", "Dimitris", "Giulia", "Jordi", "Petra", "Ivan",
+         "Eleni", "Núria", "Tomás", "Katarzyna", "Georgi", "Sofia", "Matteo", "Ágnes", "Lena"]
+LAST = ["Nowak", "Kovács", "Papadopoulos", "Rossi", "García", "Novák", "Schmidt", "Dimitrov",
+        "Horváth", "Costa", "Müller", "Popescu", "Jansen", "Kowalski", "Ferrari", "Ivanova"]
+ORGS = ["Hellenic Police", "CESIE ETS", "KEMEA", "Europol", "La Strada International",
+        "Policja KWP Kraków", "Generalitat de Catalunya", "Academy of the MoI Bulgaria"]
+COUNTRIES = ["GR", "IT", "PL", "ES", "BG", "SK", "DE", "FR", "RO", "NL"]
+TAGS = ["", "", "police", "ngo;training", "justice", "police;training", "research"]
+INVALID = ["not-an-address", "anna.nowak@", "@policja.gov.pl", "jan..kowalski@example.eu",
+           "maria nowak@example.eu", "petra@localhost", "ivan@example.invalid", "",
+           "Giulia Rossi <giulia@example.it>"]
+
+
+def generate(path: Path, rows: int, seed: int = 2025) -> None:
+    rng = random.Random(seed)
+    emitted: list[str] = []
+    with path.open("w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["email", "name", "organisation", "country", "tags"])
+        for n in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            roll = rng.random()
+            if roll < 0.01:
+                email = rng.choice(INVALID)
+            elif roll < 0.02 and emitted:
+                email = rng.choice(emitted).upper()  # the same address, spelt differently
+            else:
+                local = f"{first}.{last}{n}".lower()
+                if roll > 0.998:  # a few internationalised addresses: the slow path
+                    email = f"{local}@müller-straße.de"
+                else:
+                    email = local.encode("ascii", "ignore").decode() + f"@example-{n % 500}.eu"
+                if len(emitted) < 10_000:
+                    emitted.append(email)
+            writer.writerow([email, f"{first} {last}", rng.choice(ORGS), rng.choice(COUNTRIES),
+                             rng.choice(TAGS)])
+
+
+def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
+    """One measured step, run in a child process: import or export."""
+    from newsletter.exports import export_csv
+    from newsletter.imports import ImportOptions, import_csv
+    from newsletter.store import Store
+
+    with Store.open(url) as store:
+        start = time.perf_counter()
+        if kind == "import":
+            report = import_csv(store, csv_path, ImportOptions(),
+                                rejects_path=csv_path.with_suffix(".rejects.csv"))
+            rows, extra = report.rows, report.counts()
+        else:
+            with csv_path.with_suffix(".export.csv").open("w", encoding="utf-8") as out:
+                rows = export_csv(store, out)
+            extra = {}
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
+            "peak_rss_mb": peak, **extra}
+
+
+def run_phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, "--phase", kind, "--url", url,
+                          "--csv", str(csv_path)], check=True, capture_output=True, text=True)
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def postgres_schema(url: str) -> tuple[str, str] | None:
+    """A scratch schema and the URL that uses it, or None when no server answers."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError:
+        return None
+    finally:
+        engine.dispose()
+    separator = "&" if "?" in url else "?"
+    return schema, f"{url}{separator}options=-csearch_path%3D{schema}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+def report(label: str, figures: dict[str, float]) -> None:
+    line = (f"{label:<20} {figures['rows']:>10,.0f} rows {figures['seconds']:7.2f} s "
+            f"{figures['rows_per_s']:>10,.0f} rows/s   peak RSS {figures['peak_rss_mb']:5.0f} MB")
+    print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--postgres", default=POSTGRES)
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--phase", choices=["import", "export"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.url, args.csv)))
+        return
+    with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as folder:
+        csv_path = Path(folder) / "subscribers.csv"
+        start = time.perf_counter()
+        generate(csv_path, args.rows)
+        size = csv_path.stat().st_size / 1e6
+        print(f"generated {args.rows:,} rows ({size:.0f} MB) in "
+              f"{time.perf_counter() - start:.1f} s", flush=True)
+        sqlite_url = f"sqlite:///{folder}/bench.db"
+        imported = run_phase("import", sqlite_url, csv_path)
+        report("SQLite import", imported)
+        print("  " + ", ".join(f"{k} {int(imported[k]):,}" for k in
+                               ("added", "duplicates", "rejected", "suppressed")))
+        report("SQLite export", run_phase("export", sqlite_url, csv_path))
+        scratch = None if args.no_postgres else postgres_schema(args.postgres)
+        if scratch is None:
+            print("PostgreSQL           skipped (no server reachable)")
+            return
+        schema, pg_url = scratch
+        try:
+            report("PostgreSQL import", run_phase("import", pg_url, csv_path))
+            report("PostgreSQL export", run_phase("export", pg_url, csv_path))
+        finally:
+            drop_schema(args.postgres, schema)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Commands that send: send (and proofs, dry runs, resumes) and status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from newsletter.checks import check_rendered, has_errors
+from newsletter.cli import EXIT_PROBLEM, Env, pass_env
+from newsletter.cli.issues import issue_folder
+from newsletter.content import load_issue
+from newsletter.errors import NewsletterError
+from newsletter.render import render_issue
+from newsletter.sending import (
+    Progress,
+    SendOptions,
+    SendReport,
+    content_hash,
+    rehearse,
+    send_issue,
+    send_proofs,
+)
+from newsletter.store import Status, Store
+from newsletter.store.ledger import Ledger
+from newsletter.transports import make_transport
+
+CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest would get "
+           "another version. Restore the sent version, or send the new one as a new issue.")
+
+
+@click.command()
+@click.argument("issue")
+@click.option("--transport", type=click.Choice(["outbox", "ses"]),
+              help="Override the configured transport.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Messages per second (default: configured, or SES's MaxSendRate x safety).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight.")
+@click.option("--test-to", "test_to", multiple=True, metavar="EMAIL",
+              help="Send a [Proof] copy to EMAIL (repeatable); the list is not touched.")
+@click.option("--dry-run", is_flag=True, help="Personalise for everyone, send nothing.")
+@click.option("--retry-unknown", is_flag=True,
+              help="Resend messages whose fate is unknown after a crash (may duplicate).")
+@click.option("--retry-failed", is_flag=True, help="Retry messages that failed before.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_env
+def send(env: Env, issue: str, transport: str | None, rate: float | None,
+         concurrency: int | None, test_to: tuple[str, ...], dry_run: bool, retry_unknown: bool,
+         retry_failed: bool, yes: bool) -> None:
+    """Send an issue to its audience, or resume a send that was interrupted."""
+    settings = env.settings
+    loaded = load_issue(issue_folder(env, issue), settings)
+    rendered = render_issue(loaded, settings)
+    if has_errors(check_rendered(rendered, settings)):
+        raise NewsletterError(f"{loaded.slug} does not pass its checks: run `newsletter check "
+                              f"{loaded.slug}`, fix the errors, then send")
+    if test_to:
+        with make_transport(settings, transport) as proofs:
+            for address, message_id in send_proofs(rendered, settings, proofs, test_to):
+                click.echo(f"proof sent to {address} ({message_id})")
+        return
+    with Store.open(settings.database_url) as store:
+        ledger = Ledger(store)
+        audience = loaded.meta.audience
+        if dry_run:
+            count, size, problems = rehearse(rendered, settings, store, audience)
+            for problem in problems:
+                click.echo(f"would fail: {problem}", err=True)
+            click.echo(f"dry run: {count} messages personalised ({size / 1e6:.1f} MB), "
+                       "nothing sent")
+            return
+        existing = ledger.send(loaded.slug)
+        if existing is None:
+            size = store.count(statuses=[Status.ACTIVE], tags=audience)
+            target = f" tagged {', '.join(audience)}" if audience else ""
+            if not yes:
+                click.confirm(f"Send “{rendered.subject}” to {size} active subscribers{target} "
+                              f"through {transport or settings.transport}?", abort=True)
+            planned, _ = ledger.plan(loaded.slug, rendered.subject, content_hash(rendered),
+                                     audience)
+            click.echo(f"planned {planned} deliveries")
+        elif existing.content_hash != content_hash(rendered):
+            raise NewsletterError(CHANGED.format(slug=loaded.slug,
+                                                 sent=ledger.counts(loaded.slug)["sent"]))
+        else:
+            click.echo(f"resuming: {_counts_line(ledger.counts(loaded.slug))}")
+        options = SendOptions.from_settings(settings, rate=rate, concurrency=concurrency,
+                                            retry_unknown=retry_unknown,
+                                            retry_failed=retry_failed)
+        with make_transport(settings, transport) as chosen:
+            report = _send_with_progress(rendered, settings, ledger, chosen, options)
+    _print_report(report, settings, transport or settings.transport)
+    if report.stopped:
+        raise SystemExit(EXIT_PROBLEM)
+
+
+def _send_with_progress(rendered: Any, settings: Any, ledger: Ledger, transport: Any,
+                        options: SendOptions) -> SendReport:
+    queued = ledger.counts(rendered.slug)["queued"]
+    with click.progressbar(length=queued, label="sending", show_pos=True,
+                           item_show_func=_progress_text) as bar:
+        shown = [0]
+
+        def update(progress: Progress) -> None:
+            bar.update(progress.done - shown[0], progress)
+            shown[0] = progress.done
+
+        return send_issue(rendered, settings, ledger, transport, options, on_progress=update)
+
+
+def _progress_text(progress: Progress | None) -> str:
+    if progress is None:
+        return ""
+    return f"{progress.sent} sent, {progress.failed} failed, {progress.rate:.0f}/s"
+
+
+def _print_report(report: SendReport, settings: Any, transport: str) -> None:
+    click.echo(f"{report.issue}: {_counts_line(report.counts)}")
+    click.echo(f"this run: {report.progress.sent} sent, {report.progress.failed} failed, "
+               f"{report.progress.skipped} skipped in {report.progress.elapsed:.1f}s")
+    if report.recovered_unknown:
+        click.echo(f"{report.recovered_unknown} messages were in flight when an earlier send "
+                   "stopped: their fate is unknown and they were not resent. "
+                   "`--retry-unknown` resends them (some people may get the issue twice).")
+    if report.stopped:
+        click.echo(f"stopped: {report.stopped}", err=True)
+    elif transport == "outbox":
+        click.echo(f"messages are in {Path(settings.outbox_dir) / report.issue}/")
+
+
+def _counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status}" for status, n in counts.items() if n) or "nothing planned"
+
+
+@click.command()
+@click.argument("issue")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_env
+def status(env: Env, issue: str, as_json: bool) -> None:
+    """Show how a send stands: counts per status, first errors, timing."""
+    slug = issue_folder(env, issue).name
+    with Store.open(env.settings.database_url) as store:
+        ledger = Ledger(store)
+        send_row = ledger.send(slug)
+        counts, errors, timing = (ledger.counts(slug), ledger.errors(slug), ledger.timing(slug))
+    state = ("not sent" if send_row is None else
+             "in progress or interrupted" if counts["queued"] or counts["sending"] else
+             "complete")
+    report = {"issue": slug, "state": state, "planned": send_row.planned if send_row else 0,
+              "counts": counts, "errors": [{"error": e, "count": n} for e, n in errors],
+              "planned_at": send_row.created_at.isoformat() if send_row else None,
+              "first_claimed": _iso(timing["first_claimed"]),
+              "last_finished": _iso(timing["last_finished"])}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{slug}: {state}")
+    if send_row:
+        click.echo(f"planned {report['planned']} on {report['planned_at']}")
+        click.echo(_counts_line(counts))
+        for error, n in errors:
+            click.echo(f"  {n} × {error}")
+        if report["first_claimed"]:
+            click.echo(f"sending from {report['first_claimed']} to {report['last_finished']}")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
+
+
+COMMANDS = (send, status)

@@ -1,0 +1,73 @@
+"""How fast to send: a rate limiter that never exceeds its rate in any one-second window,
+and the jittered exponential backoff used between retries."""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """At most ``rate`` acquisitions in any window of one second, evenly spaced, thread-safe.
+
+    Each caller reserves the next free slot under a lock and sleeps outside it, so any number of
+    threads can wait at once. Two rules together: slots are at least ``1/rate`` apart (no bursts),
+    and a slot is never less than a second after the slot ``rate`` places earlier (so rounding
+    and late wake-ups can never squeeze ``rate + 1`` sends into one second).
+    ``rate=None`` means unlimited.
+    """
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.clock, self.sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._recent: collections.deque[float] = collections.deque()
+        self._last = -math.inf
+        self.rate = rate
+
+    @property
+    def rate(self) -> float | None:
+        return self._rate
+
+    @rate.setter
+    def rate(self, rate: float | None) -> None:
+        with self._lock:
+            self._rate = rate
+            self._window = max(1, math.floor(rate)) if rate else 0
+
+    def acquire(self) -> None:
+        """Wait for this caller's slot."""
+        if not self._rate:
+            return
+        delay = self._reserve() - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+
+    def _reserve(self) -> float:
+        with self._lock:
+            assert self._rate
+            now = self.clock()
+            slot = max(now, self._last + 1 / self._rate)
+            while len(self._recent) >= self._window:
+                slot = max(slot, self._recent.popleft() + 1.0)
+            self._recent.append(slot)
+            self._last = slot
+            return slot
+
+    def slow_down(self, factor: float = 0.8, floor: float = 1.0) -> None:
+        """The provider throttled us: lower the rate (never below ``floor``)."""
+        if self._rate:
+            self.rate = max(floor, self._rate * factor)
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0,
+            rand: Callable[[], float] = random.random) -> float:
+    """'Full jitter' exponential backoff: a random wait up to ``base * 2**attempt`` seconds.
+
+    See https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
+    """
+    return rand() * min(cap, base * 2 ** attempt)

@@ -1,0 +1,292 @@
+"""The delivery ledger: one row per (issue, subscriber), the memory that makes sends resumable.
+
+Statuses of a delivery (our vocabulary; provider words never reach this table):
+
+    queued    planned, never handed to a transport: safe to send
+    sending   claimed by a sender and (about to be) handed over; at most a window per sender
+    sent      the transport accepted it (``message_id`` is the provider's id)
+    failed    refused for good, or retries ran out (``error`` says why)
+    skipped   the subscriber left before their turn came
+    unknown   was ``sending`` when its sender died: it may or may not have gone out
+
+A ``sends`` row per issue records the plan; a ``senders`` row per running sender process
+carries a heartbeat, so a new sender can tell a dead sender's ``sending`` rows (→ unknown) from a
+live one's. Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several senders can share
+one database; SQLite serialises writers and suits one sender.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletter.store.models import Base, JSONDocument, Status, Subscriber, UTCDateTime, utcnow
+from newsletter.store.models import first_name as first_name_of
+from newsletter.store.store import Store
+
+DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "skipped", "unknown")
+STALE_AFTER = dt.timedelta(seconds=60)  # a sender silent this long is taken for dead
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+_OWN: set[str] = set()  # the senders this process runs (a pid alone can't tell them apart)
+
+
+class Send(Base):
+    """An issue's send: what was planned, from which rendered content, and how it stands."""
+
+    __tablename__ = "sends"
+
+    issue: Mapped[str] = mapped_column(String(200), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(998))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    audience: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    planned: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Delivery(Base):
+    """One issue for one subscriber."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("issue", "subscriber_id"),
+        Index("ix_deliveries_claim", "issue", "status", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    issue: Mapped[str] = mapped_column(ForeignKey("sends.issue", ondelete="CASCADE"))
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"),
+                                               index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    error: Mapped[str | None] = mapped_column(String(500))
+    sender: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Sender(Base):
+    """A running sender process and its last sign of life."""
+
+    __tablename__ = "senders"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery handed to this sender, with what personalising it needs."""
+
+    delivery_id: int
+    subscriber_id: int
+    email: str
+    name: str
+    first_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a claimed delivery: sent, failed, or back to queued (never handed over)."""
+
+    delivery_id: int
+    status: str
+    message_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+class Ledger:
+    """The ledger queries, over a ``Store``'s database."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.writer = store.writer
+        self.postgres = store.engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------ planning
+
+    def send(self, issue: str) -> Send | None:
+        with self.store.engine.connect() as connection:
+            row = connection.execute(select(Send).where(Send.issue == issue)).first()
+        return Send(**row._mapping) if row else None  # type: ignore[arg-type]
+
+    def plan(self, issue: str, subject: str, content_hash: str,
+             audience: Collection[str] = ()) -> tuple[int, bool]:
+        """One queued row per active subscriber of the audience, once. Returns (rows, new)."""
+        with self.writer.begin() as connection:
+            existing = connection.execute(select(Send.planned).where(Send.issue == issue)).first()
+            if existing:
+                return existing[0], False
+            connection.execute(Send.__table__.insert().values(
+                issue=issue, subject=subject, content_hash=content_hash, audience=list(audience),
+                planned=0, created_at=utcnow(), note=""))
+            source = self.store.audience_ids(audience).with_only_columns(
+                Subscriber.id, literal(issue, String(200)), literal("queued", String(16)),
+                literal(0, Integer()))
+            insert = (postgresql.insert if self.postgres else sqlite.insert)(Delivery.__table__)
+            connection.execute(insert.from_select(
+                ["subscriber_id", "issue", "status", "attempts"], source).on_conflict_do_nothing())
+            planned = connection.scalar(select(func.count()).where(Delivery.issue == issue)) or 0
+            connection.execute(update(Send).where(Send.issue == issue).values(planned=planned))
+        return planned, True
+
+    # ------------------------------------------------------------ senders
+
+    def register_sender(self) -> str:
+        sender = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        _OWN.add(sender)
+        with self.writer.begin() as connection:
+            connection.execute(Sender.__table__.insert().values(
+                id=sender, host=socket.gethostname(), pid=os.getpid(), heartbeat_at=utcnow()))
+        return sender
+
+    def heartbeat(self, sender: str) -> None:
+        with self.writer.begin() as connection:
+            connection.execute(update(Sender).where(Sender.id == sender)
+                               .values(heartbeat_at=utcnow()))
+
+    def unregister_sender(self, sender: str) -> None:
+        _OWN.discard(sender)
+        with self.writer.begin() as connection:
+            connection.execute(Sender.__table__.delete().where(Sender.id == sender))
+
+    def recover(self, issue: str) -> int:
+        """Mark the ``sending`` rows of dead senders ``unknown``; return how many."""
+        with self.writer.begin() as connection:
+            claimants = connection.execute(select(Delivery.sender).distinct().where(
+                Delivery.issue == issue, Delivery.status == "sending")).scalars().all()
+            alive = {row.id: row for row in connection.execute(select(Sender).where(
+                Sender.id.in_(claimants)))}
+            dead = [c for c in claimants if c not in alive or not _alive(alive[c])]
+            if not dead:
+                return 0
+            connection.execute(Sender.__table__.delete().where(Sender.id.in_(dead)))
+            result = connection.execute(update(Delivery).where(
+                Delivery.issue == issue, Delivery.status == "sending",
+                Delivery.sender.in_(dead)).values(
+                status="unknown", error="in flight when its sender stopped", finished_at=utcnow()))
+            return result.rowcount
+
+    # ------------------------------------------------------------ dispatching
+
+    def claim(self, issue: str, sender: str, limit: int) -> tuple[list[Claim], int]:
+        """Take up to ``limit`` queued rows in id order and mark them ``sending``.
+
+        Rows whose subscriber is no longer active become ``skipped`` in the same transaction.
+        Returns (claims, skipped)."""
+        query = (select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name,
+                        Subscriber.attributes, Subscriber.status)
+                 .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                 .where(Delivery.issue == issue, Delivery.status == "queued")
+                 .order_by(Delivery.id).limit(limit))
+        if self.postgres:
+            query = query.with_for_update(skip_locked=True, of=Delivery)
+        now = utcnow()
+        with self.writer.begin() as connection:
+            rows = connection.execute(query).all()
+            active = [r for r in rows if r.status == Status.ACTIVE]
+            gone = [r.id for r in rows if r.status != Status.ACTIVE]
+            if active:
+                connection.execute(update(Delivery).where(Delivery.id.in_([r.id for r in active]))
+                                   .values(status="sending", sender=sender, claimed_at=now))
+            if gone:
+                connection.execute(update(Delivery).where(Delivery.id.in_(gone)).values(
+                    status="skipped", error="the subscriber left before sending",
+                    finished_at=now))
+        claims = [Claim(r.id, r.subscriber_id, r.email, r.name,
+                        first_name_of(r.name, r.attributes or {})) for r in active]
+        return claims, len(gone)
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Store results; only rows still ``sending`` change (a guard against double records)."""
+        params = [{"b_id": o.delivery_id, "b_status": o.status, "b_message_id": o.message_id,
+                   "b_error": o.error and o.error[:500], "b_attempts": o.attempts}
+                  for o in outcomes]
+        if not params:
+            return
+        statement = (update(Delivery.__table__)
+                     .where(Delivery.__table__.c.id == bindparam("b_id"),
+                            Delivery.__table__.c.status == "sending")
+                     .values(status=bindparam("b_status"), message_id=bindparam("b_message_id"),
+                             error=bindparam("b_error"),
+                             attempts=Delivery.__table__.c.attempts + bindparam("b_attempts"),
+                             finished_at=utcnow()))
+        with self.writer.begin() as connection:
+            connection.execute(statement, params)
+
+    def requeue(self, issue: str, statuses: Collection[str]) -> int:
+        """Put ``unknown`` and/or ``failed`` rows back in the queue (explicit retries)."""
+        with self.writer.begin() as connection:
+            result = connection.execute(update(Delivery).where(
+                Delivery.issue == issue, Delivery.status.in_(list(statuses))).values(
+                status="queued", error=None, sender=None, finished_at=None))
+        return result.rowcount
+
+    # ------------------------------------------------------------ reporting
+
+    def counts(self, issue: str) -> dict[str, int]:
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(select(Delivery.status, func.count()).where(
+                Delivery.issue == issue).group_by(Delivery.status)).all()
+        return {status: 0 for status in DELIVERY_STATUSES} | {s: n for s, n in rows}
+
+    def errors(self, issue: str, limit: int = 5) -> list[tuple[str, int]]:
+        """The most frequent errors of a send, with their counts."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(
+                select(Delivery.error, func.count().label("n"))
+                .where(Delivery.issue == issue, Delivery.error.is_not(None))
+                .group_by(Delivery.error).order_by(func.count().desc()).limit(limit)).all()
+        return [(error, n) for error, n in rows]
+
+    def timing(self, issue: str) -> dict[str, Any]:
+        with self.store.engine.connect() as connection:
+            first, last = connection.execute(select(
+                func.min(Delivery.claimed_at), func.max(Delivery.finished_at)).where(
+                Delivery.issue == issue)).one()
+        return {"first_claimed": first, "last_finished": last}
+
+
+def _alive(sender: Sender) -> bool:
+    """A sender on this host is alive if its process is; elsewhere, if it beat recently."""
+    if sender.host == socket.gethostname():
+        if sender.pid == os.getpid():
+            return sender.id in _OWN
+        try:
+            os.kill(sender.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    heartbeat = sender.heartbeat_at
+    if heartbeat.tzinfo is None:
+        heartbeat = heartbeat.replace(tzinfo=dt.UTC)
+    return utcnow() - heartbeat < STALE_AFTER

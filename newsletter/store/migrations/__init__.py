@@ -1,0 +1,1 @@
+"""Alembic migrations of the newsletter database (run by newsletter.store.database)."""

@@ -1,0 +1,90 @@
+"""The rate limiter against a fake clock: exact, so these tests are not timing-dependent."""
+
+import threading
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from newsletter.pacing import RateLimiter, backoff
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def slots(rate, count, clock=None):
+    clock = clock or Clock()
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    times = []
+    for _ in range(count):
+        limiter.acquire()
+        times.append(clock.now)
+    return times
+
+
+def max_in_any_second(times):
+    return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+
+
+@given(st.floats(min_value=0.5, max_value=5000), st.integers(min_value=1, max_value=400))
+def test_never_more_than_rate_in_any_one_second_window(rate, count):
+    times = slots(rate, count)
+    assert max_in_any_second(times) <= max(1, int(rate))
+
+
+def test_evenly_spaced_at_the_rate():
+    times = slots(10, 21)
+    assert times[-1] - times[0] == pytest.approx(2.0)
+    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    assert gaps == {0.1}
+
+
+def test_unlimited_never_waits():
+    clock = Clock()
+    assert slots(None, 1000, clock) == [1000.0] * 1000
+
+
+def test_slow_down_lowers_the_rate_but_not_below_the_floor():
+    limiter = RateLimiter(10)
+    limiter.slow_down()
+    assert limiter.rate == 8
+    for _ in range(50):
+        limiter.slow_down()
+    assert limiter.rate == 1.0
+
+
+def test_threads_share_one_budget():
+    """Real threads and the real clock: 40 acquisitions at 100/s take about 0.39 s."""
+    limiter = RateLimiter(100)
+    stamps = []
+    lock = threading.Lock()
+
+    def work():
+        for _ in range(5):
+            limiter.acquire()
+            with lock:
+                stamps.append(limiter.clock())
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stamps.sort()
+    assert len(stamps) == 40
+    assert stamps[-1] - stamps[0] >= 0.39 - 0.005  # could not have gone faster than the rate
+
+
+def test_backoff_is_jittered_and_capped():
+    assert backoff(0, rand=lambda: 1.0) == 0.5
+    assert backoff(3, rand=lambda: 1.0) == 4.0
+    assert backoff(20, rand=lambda: 1.0) == 30.0
+    assert backoff(3, rand=lambda: 0.25) == 1.0

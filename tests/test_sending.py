@@ -1,0 +1,270 @@
+"""The send engine against real databases (SQLite file, PostgreSQL) and real transports."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import email.policy
+import threading
+
+import pytest
+
+from newsletter.errors import FatalTransportError, PermanentError, Throttled, TransientError
+from newsletter.render import RenderedIssue
+from newsletter.sending import SendOptions, content_hash, rehearse, send_issue, send_proofs
+from newsletter.store import Status, Store
+from newsletter.store.ledger import Ledger, Sender
+from newsletter.store.models import utcnow
+from newsletter.transports.base import Envelope, Quota, Transport
+from newsletter.transports.outbox import OutboxTransport
+
+SLUG = "2025-04-asit-highlights"
+
+
+class Recording(Transport):
+    """A transport that remembers every message handed to it, and can fail on cue."""
+
+    name = "recording"
+
+    def __init__(self, fail=None, quota=None):
+        self.sent: list[tuple[str, bytes]] = []
+        self.calls: dict[str, int] = {}
+        self.fail = fail or (lambda envelope, call: None)
+        self._quota = quota
+        self._lock = threading.Lock()
+
+    def send(self, raw, envelope: Envelope) -> str:
+        with self._lock:
+            call = self.calls[envelope.recipient] = self.calls.get(envelope.recipient, 0) + 1
+        error = self.fail(envelope, call)
+        if error:
+            raise error
+        with self._lock:
+            self.sent.append((envelope.recipient, raw))
+            return f"id-{len(self.sent)}"
+
+    def quota(self):
+        return self._quota
+
+    def recipients(self):
+        return sorted(recipient for recipient, _ in self.sent)
+
+
+@pytest.fixture
+def rendered(asit_rendered) -> RenderedIssue:
+    return asit_rendered[SLUG]
+
+
+@pytest.fixture
+def settings_with_key(settings):
+    return settings.model_copy(update={"secret_key": "test-secret-of-some-length"})
+
+
+@pytest.fixture
+def store(database_url):
+    with Store.open(database_url) as opened:
+        yield opened
+
+
+def add_people(store, count, *, tags=(), status=Status.ACTIVE, start=0):
+    return [store.add(f"person{n}@example.org", name=f"Person {n}", tags=tags, status=status).id
+            for n in range(start, start + count)]
+
+
+def plan(store, rendered, audience=()):
+    ledger = Ledger(store)
+    ledger.plan(rendered.slug, rendered.subject, content_hash(rendered), audience)
+    return ledger
+
+
+def run(rendered, settings, ledger, transport, **options):
+    options.setdefault("concurrency", 4)
+    return send_issue(rendered, settings, ledger, transport, SendOptions(**options))
+
+
+def test_plan_is_one_row_per_active_subscriber_once(store, rendered):
+    add_people(store, 5)
+    add_people(store, 2, status=Status.UNSUBSCRIBED, start=10)
+    add_people(store, 3, tags=["press"], start=20)
+    ledger = Ledger(store)
+    assert ledger.plan(SLUG, rendered.subject, "h", ["press"]) == (3, True)
+    assert ledger.plan(SLUG, rendered.subject, "h", ["press"]) == (3, False)
+    assert ledger.counts(SLUG)["queued"] == 3
+    assert ledger.send(SLUG).audience == ["press"]
+
+
+def test_everyone_gets_it_once_and_a_rerun_sends_nothing(store, rendered, settings_with_key):
+    add_people(store, 25)
+    ledger = plan(store, rendered)
+    transport = Recording()
+    report = run(rendered, settings_with_key, ledger, transport)
+    assert report.complete and report.counts["sent"] == 25
+    assert transport.recipients() == sorted(f"person{n}@example.org" for n in range(25))
+    again = run(rendered, settings_with_key, ledger, transport)
+    assert again.progress.sent == 0 and len(transport.sent) == 25
+
+
+def test_messages_are_personalised(store, rendered, settings_with_key):
+    store.add("zofia@example.sk", name="Žofia Nováková", status=Status.ACTIVE)
+    transport = Recording()
+    run(rendered, settings_with_key, plan(store, rendered), transport)
+    ((recipient, raw),) = transport.sent
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert recipient == "zofia@example.sk"
+    unsubscribe = message["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://newsletter.asit-project.eu/unsubscribe/")
+    token_url = unsubscribe.strip("<>").split(">")[0]
+    html = message.get_body(("html",)).get_content()
+    assert token_url in html and "{{" not in html
+
+
+def test_unsubscribed_mid_send_are_skipped(store, rendered, settings_with_key):
+    ids = add_people(store, 4)
+    ledger = plan(store, rendered)
+    store.set_status(ids[2], Status.UNSUBSCRIBED, reason="one-click")
+    transport = Recording()
+    report = run(rendered, settings_with_key, ledger, transport)
+    assert report.counts["skipped"] == 1 and report.counts["sent"] == 3
+    assert "person2@example.org" not in transport.recipients()
+
+
+def test_throttles_and_transient_errors_are_retried_without_duplicates(
+        store, rendered, settings_with_key, monkeypatch):
+    monkeypatch.setattr("newsletter.sending.backoff", lambda attempt: 0.001)
+    add_people(store, 30)
+
+    def flaky(envelope, call):
+        number = int(envelope.recipient.removeprefix("person").split("@")[0])
+        if call == 1 and number % 3 == 0:
+            return Throttled("slow down")
+        if call <= 2 and number % 5 == 0:
+            return TransientError("503")
+        return None
+
+    transport = Recording(fail=flaky)
+    report = run(rendered, settings_with_key, plan(store, rendered), transport)
+    assert report.complete and report.counts["sent"] == 30
+    assert transport.recipients() == sorted(set(transport.recipients()))
+
+
+def test_permanent_failures_are_recorded_and_can_be_retried(store, rendered, settings_with_key):
+    add_people(store, 6)
+    bad = {"person1@example.org", "person4@example.org"}
+    transport = Recording(fail=lambda e, call: PermanentError("MessageRejected")
+                          if e.recipient in bad and call == 1 else None)
+    ledger = plan(store, rendered)
+    report = run(rendered, settings_with_key, ledger, transport)
+    assert (report.counts["sent"], report.counts["failed"]) == (4, 2)
+    assert ledger.errors(SLUG) == [("MessageRejected", 2)]
+    assert run(rendered, settings_with_key, ledger, transport).progress.sent == 0
+    retried = run(rendered, settings_with_key, ledger, transport, retry_failed=True)
+    assert retried.progress.sent == 2 and retried.counts["failed"] == 0
+    assert len(transport.sent) == 6
+
+
+def test_transient_errors_give_up_after_a_limit(store, rendered, settings_with_key, monkeypatch):
+    monkeypatch.setattr("newsletter.sending.backoff", lambda attempt: 0.001)
+    add_people(store, 2)
+    transport = Recording(fail=lambda e, call: TransientError("timeout")
+                          if e.recipient == "person0@example.org" else None)
+    report = run(rendered, settings_with_key, plan(store, rendered), transport)
+    assert report.counts["failed"] == 1 and transport.calls["person0@example.org"] == 5
+
+
+def test_a_fatal_error_stops_the_send_and_loses_nothing(store, rendered, settings_with_key):
+    add_people(store, 40)
+    suspended = threading.Event()
+
+    def fail(envelope, call):
+        if envelope.recipient == "person10@example.org":
+            suspended.set()
+        return FatalTransportError("AccountSuspendedException") if suspended.is_set() else None
+
+    ledger = plan(store, rendered)
+    transport = Recording(fail=fail)
+    report = run(rendered, settings_with_key, ledger, transport, concurrency=1)
+    assert report.stopped and "AccountSuspendedException" in report.stopped
+    counts = ledger.counts(SLUG)
+    assert counts["sent"] == len(transport.sent) and counts["sending"] == 0
+    assert counts["sent"] + counts["queued"] == 40
+    resumed = run(rendered, settings_with_key, ledger, Recording())
+    assert resumed.complete and resumed.progress.sent == counts["queued"]
+
+
+def test_consecutive_failures_pause_the_send(store, rendered, settings_with_key):
+    add_people(store, 30)
+    transport = Recording(fail=lambda e, call: PermanentError("MessageRejected"))
+    report = run(rendered, settings_with_key, plan(store, rendered), transport, concurrency=1,
+                 max_consecutive_failures=5)
+    assert "5 consecutive failures" in report.stopped
+    assert report.counts["failed"] < 30 and report.counts["queued"] > 0
+
+
+def test_daily_quota_stops_cleanly_and_resumes(store, rendered, settings_with_key):
+    add_people(store, 10)
+    ledger = plan(store, rendered)
+    tight = Recording(quota=Quota(max_send_rate=1000, max_24_hour_send=100,
+                                  sent_last_24_hours=96))
+    report = run(rendered, settings_with_key, ledger, tight)
+    assert report.counts["sent"] == 4 and report.counts["queued"] == 6
+    assert "quota" in report.stopped
+    used_up = Recording(quota=Quota(1000, 100, 100))
+    assert "quota is used up" in run(rendered, settings_with_key, ledger, used_up).stopped
+    assert used_up.sent == []
+    assert run(rendered, settings_with_key, ledger, Recording()).counts["sent"] == 10
+
+
+def test_dead_senders_rows_become_unknown_and_are_not_resent(store, rendered,
+                                                               settings_with_key):
+    add_people(store, 5)
+    ledger = plan(store, rendered)
+    ghost = Sender(id="elsewhere:1:dead", host="elsewhere", pid=1,
+                   heartbeat_at=utcnow().replace(year=2020))
+    with store.writer.begin() as connection:
+        connection.execute(Sender.__table__.insert().values(
+            id=ghost.id, host=ghost.host, pid=ghost.pid, heartbeat_at=ghost.heartbeat_at))
+    claims, _ = ledger.claim(SLUG, ghost.id, 2)  # claimed, then the sender "died"
+    transport = Recording()
+    report = run(rendered, settings_with_key, ledger, transport)
+    assert report.recovered_unknown == 2
+    assert (report.counts["unknown"], report.counts["sent"]) == (2, 3)
+    assert {c.email for c in claims}.isdisjoint(transport.recipients())
+    retried = run(rendered, settings_with_key, ledger, transport, retry_unknown=True)
+    assert retried.progress.sent == 2 and len(transport.sent) == 5
+
+
+def test_a_live_senders_rows_are_left_alone(store, rendered, settings_with_key):
+    add_people(store, 3)
+    ledger = plan(store, rendered)
+    live = ledger.register_sender()
+    ledger.claim(SLUG, live, 1)
+    report = run(rendered, settings_with_key, ledger, Recording())
+    assert report.recovered_unknown == 0 and report.counts["sending"] == 1
+    ledger.unregister_sender(live)
+
+
+def test_outbox_transport_end_to_end(store, rendered, settings_with_key, tmp_path):
+    add_people(store, 3)
+    outbox = OutboxTransport(tmp_path / "outbox")
+    report = run(rendered, settings_with_key, plan(store, rendered), outbox)
+    files = sorted((tmp_path / "outbox" / SLUG).glob("*.eml"))
+    assert report.counts["sent"] == 3 and len(files) == 3
+    parsed = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == rendered.subject
+
+
+def test_proofs_and_rehearsal_leave_the_ledger_alone(store, rendered, settings_with_key):
+    add_people(store, 3)
+    transport = Recording()
+    sent = send_proofs(rendered, settings_with_key, transport, ["editor@example.org"])
+    assert [address for address, _ in sent] == ["editor@example.org"]
+    message = email.message_from_bytes(transport.sent[0][1], policy=email.policy.default)
+    assert message["Subject"] == f"[Proof] {rendered.subject}"
+    count, size, problems = rehearse(rendered, settings_with_key, store)
+    assert (count, problems) == (3, []) and size > 3 * 10_000
+    assert Ledger(store).send(SLUG) is None
+
+
+def test_content_hash_changes_with_content(rendered):
+    assert content_hash(rendered) == content_hash(dataclasses.replace(rendered))
+    assert content_hash(rendered) != content_hash(dataclasses.replace(rendered, text="x"))

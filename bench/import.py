@@ -33,6 +33,9 @@ ORGS = ["Hellenic Police", "CESIE ETS", "KEMEA", "Europol", "La Strada Internati
         "Policja KWP Kraków", "Generalitat de Catalunya", "Academy of the MoI Bulgaria"]
 COUNTRIES = ["GR", "IT", "PL", "ES", "BG", "SK", "DE", "FR", "RO", "NL"]
 TAGS = ["", "", "police", "ngo;training", "justice", "police;training", "research"]
+DOMAINS = ["gmail.com", "outlook.com", "yahoo.gr", "wp.pl", "libero.it", "web.de", "gmx.net",
+           "astynomia.gr", "policja.gov.pl", "minv.sk", "gencat.cat", "cesie.org", "kemea.gr",
+           "europol.europa.eu", "lastradainternational.org", "mvr.bg", "justice.gov.sk"]
 INVALID = ["not-an-address", "anna.nowak@", "@policja.gov.pl", "jan..kowalski@example.eu",
            "maria nowak@example.eu", "petra@localhost", "ivan@example.invalid", "",
            "Giulia Rossi <giulia@example.it>"]
@@ -44,19 +47,20 @@ def generate(path: Path, rows: int, seed: int = 2025) -> None:
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["email", "name", "organisation", "country", "tags"])
-        for n in range(rows):
+        for _ in range(rows):
             first, last = rng.choice(FIRST), rng.choice(LAST)
             roll = rng.random()
             if roll < 0.01:
                 email = rng.choice(INVALID)
             elif roll < 0.02 and emitted:
                 email = rng.choice(emitted).upper()  # the same address, spelt differently
-            else:
-                local = f"{first}.{last}{n}".lower()
+            else:  # random, like real lists: the unique index gets no free locality
+                local = f"{first}.{last}.{rng.getrandbits(40):x}".lower()
                 if roll > 0.998:  # a few internationalised addresses: the slow path
                     email = f"{local}@müller-straße.de"
                 else:
-                    email = local.encode("ascii", "ignore").decode() + f"@example-{n % 500}.eu"
+                    email = (local.encode("ascii", "ignore").decode() + "@"
+                             + rng.choice(DOMAINS))
                 if len(emitted) < 10_000:
                     emitted.append(email)
             writer.writerow([email, f"{first} {last}", rng.choice(ORGS), rng.choice(COUNTRIES),

@@ -18,7 +18,7 @@
     │                                   nothing was written. Bad rows are reported, not raised.
     ├── InvalidToken(ValueError)        a confirm/unsubscribe link is damaged, forged, for another
     │                                   purpose or (``expired``) too old
-    ├── DatabaseError                   the database is unreachable or needs ``newsletter db upgrade``
+    ├── DatabaseError                   the database is unreachable or needs `newsletter db upgrade`
     └── DeliveryError                   a transport could not take a message; the subclass says
         │                               what the send engine does next
         ├── Throttled                   the provider asked us to slow down: wait, send it again

@@ -18,13 +18,13 @@ import io
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
 from newsletter.addresses import checked_key, quick_key
 from newsletter.errors import ImportFileError, InvalidAddress, InvalidValue
-from newsletter.merging import Outcome, Policy, Row, merge_batch
+from newsletter.merging import Policy, Row, merge_batch
 from newsletter.store import Status, Store, bulk
 from newsletter.store.models import NAME_LENGTH, utcnow
 from newsletter.store.values import (
@@ -35,7 +35,7 @@ from newsletter.store.values import (
     clean_tags,
 )
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 20_000
 MAX_COLUMNS = MAX_ATTRIBUTES + len(RESERVED)
 # Columns a rejects file adds in front of the original ones; an import skips them, so a fixed
 # rejects file can be imported as it is.
@@ -92,7 +92,8 @@ class ImportReport:
     duplicates: int = 0
     rejected: int = 0
     rejects_path: Path | None = None
-    shown: list[Reject] = field(default_factory=list)  # the first MAX_SHOWN rejects
+    set_aside: int = 0  # rows written to the rejects file: rejected, and ignored duplicates
+    shown: list[Reject] = field(default_factory=list)  # the first MAX_SHOWN of those
 
     @property
     def rows(self) -> int:
@@ -185,7 +186,8 @@ def _header(reader: Any, path: Path) -> list[str]:
             if any(cell.strip() for cell in row):
                 return list(row)
     except csv.Error as error:
-        raise ImportFileError(f"{path}: line {reader.line_num}: unreadable header ({error})")
+        raise ImportFileError(
+            f"{path}: line {reader.line_num}: unreadable header ({error})") from None
     raise ImportFileError(f"{path} is empty: expected a header line such as email,name")
 
 
@@ -250,8 +252,7 @@ def _batches(reader: Any, layout: Layout, options: ImportOptions,
         try:
             row = parse(cells, line, width)
         except (InvalidAddress, InvalidValue) as error:
-            reason = error.reason if isinstance(error, InvalidAddress) else str(error)
-            rejects.write(line, reason, cells)
+            rejects.write(line, str(error), cells)
             continue
         if row is not None:
             batch.append(row)
@@ -332,6 +333,7 @@ class _Rejects:
         self._writer: Any = None
 
     def write(self, line: int, reason: str, cells: list[str], *, counted: bool = True) -> None:
+        self.report.set_aside += 1
         if counted:
             self.report.rejected += 1
         if len(self.report.shown) < MAX_SHOWN:

@@ -27,7 +27,8 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._recent: collections.deque[float] = collections.deque()
         self._last = -math.inf
-        self.rate = rate
+        self._slowed_at = -math.inf
+        self.rate = self.target = rate
 
     @property
     def rate(self) -> float | None:
@@ -51,6 +52,7 @@ class RateLimiter:
         with self._lock:
             assert self._rate
             now = self.clock()
+            self._recover(now)
             slot = max(now, self._last + 1 / self._rate)
             while len(self._recent) >= self._window:
                 slot = max(slot, self._recent.popleft() + 1.0)
@@ -59,9 +61,20 @@ class RateLimiter:
             return slot
 
     def slow_down(self, factor: float = 0.8, floor: float = 1.0) -> None:
-        """The provider throttled us: lower the rate (never below ``floor``)."""
-        if self._rate:
+        """The provider throttled us: lower the rate (never below ``floor``).
+
+        Many threads see the same burst of throttling; one cut per second is enough."""
+        now = self.clock()
+        if self._rate and now - self._slowed_at >= 1.0:
+            self._slowed_at = now
             self.rate = max(floor, self._rate * factor)
+
+    def _recover(self, now: float) -> None:
+        """Creep back towards the target rate, 10% a second, after 5 calm seconds."""
+        if self.target and self._rate < self.target and now - self._slowed_at >= 5.0:
+            self._rate = min(self.target, self._rate * 1.1)
+            self._window = max(1, math.floor(self._rate))
+            self._slowed_at = now - 4.0  # next step in a second
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 30.0,

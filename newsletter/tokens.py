@@ -27,7 +27,8 @@ from newsletter.errors import ConfigError, InvalidToken
 CONFIRM_MAX_AGE = 7 * 24 * 3600  # seconds
 MIN_KEY_LENGTH = 16
 KEY_HINT = ("set NEWSLETTER_SECRET_KEY (or secret_key in newsletter.toml) to a long random "
-            "string, e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+            "string, e.g. the output of: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
 
 class Purpose(StrEnum):

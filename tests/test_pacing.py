@@ -52,13 +52,24 @@ def test_unlimited_never_waits():
     assert slots(None, 1000, clock) == [1000.0] * 1000
 
 
-def test_slow_down_lowers_the_rate_but_not_below_the_floor():
-    limiter = RateLimiter(10)
+def test_slow_down_once_a_second_never_below_the_floor_then_recover():
+    clock = Clock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
     limiter.slow_down()
+    limiter.slow_down()  # the same burst of throttling: ignored
     assert limiter.rate == 8
     for _ in range(50):
+        clock.now += 1.0
         limiter.slow_down()
     assert limiter.rate == 1.0
+    clock.now += 5.0
+    rates = []
+    for _ in range(40):
+        limiter.acquire()
+        rates.append(limiter.rate)
+        clock.now += 1.0
+    assert rates[0] == pytest.approx(1.1) and rates[-1] == 10  # back to the target, gradually
+    assert all(b >= a for a, b in zip(rates, rates[1:], strict=False))
 
 
 def test_threads_share_one_budget():

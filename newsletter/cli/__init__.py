@@ -64,9 +64,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from newsletter.cli import issues, sending
+    from newsletter.cli import issues, sending, subscribers
 
-    for command in (*issues.COMMANDS, *sending.COMMANDS):
+    for command in (*issues.COMMANDS, *sending.COMMANDS, *subscribers.COMMANDS):
         main.add_command(command)
 
 

@@ -245,7 +245,7 @@ class Store:
         for rows in self._pages(query, batch_size, after_id):
             yield [Recipient(*row) for row in rows]
 
-    def audience_ids(self, tags: Collection[str] = ()) -> Select[tuple[int]]:
+    def audience_ids(self, tags: Collection[str] = ()) -> Select[Any]:
         """The ids of an audience as a query, for planning a send with INSERT ... SELECT."""
         return select(Subscriber.id).where(Subscriber.status == Status.ACTIVE, self.tagged(tags))
 
@@ -305,11 +305,11 @@ class Store:
         if not wanted:
             return true()
         if self.engine.dialect.name == "postgresql":
-            return Subscriber.tags.op("?|")(postgresql.array(wanted))  # type: ignore[no-any-return]
+            return Subscriber.tags.op("?|")(postgresql.array(wanted))
         each = func.json_each(Subscriber.tags).table_valued("value")
         return exists(select(1).select_from(each).where(each.c.value.in_(wanted)))
 
-    def _pages(self, query: Select[Any], size: int, after_id: int,
+    def _pages(self, query: Any, size: int, after_id: int,
                scalars: bool = False) -> Iterator[list[Any]]:
         while True:
             page = query.where(Subscriber.id > after_id).order_by(Subscriber.id).limit(size)
@@ -326,7 +326,9 @@ class Store:
             after_id = last.id if scalars else last[0]
 
 
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+# The C scanner json.loads uses, without its Python wrapper: half the cost per value.
+_make_scanner: Any = json.scanner.make_scanner
+_scan_json = _make_scanner(json.JSONDecoder())
 
 
 def _document(value: Any) -> Any:

@@ -12,7 +12,6 @@ another database means copying ``store_meta`` and ``suppressions`` too.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 

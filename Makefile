@@ -11,12 +11,19 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
+# The demo signs its unsubscribe links with a throwaway key; set your own for real sends.
+demo: export NEWSLETTER_SECRET_KEY ?= demo-only-key-not-for-real-mail
 demo: $(VENV)/.installed
 	@for issue in $(ISSUES); do $(BIN)/newsletter check $$issue && $(BIN)/newsletter render $$issue || exit 1; done
+	$(BIN)/newsletter subscribers import subscribers/sample.csv
+	$(BIN)/newsletter send 2025-04-asit-highlights --yes
 	@echo
-	@echo "Open these in a browser (and message.eml in a mail client):"
-	@for issue in $(ISSUES); do echo "  $(CURDIR)/out/$$issue/email.html"; done
-	@echo "Or edit an issue with a live preview:  $(BIN)/newsletter preview 2025-04-asit-highlights"
+	@echo "The ASIT issue went to the sample list through the outbox transport:"
+	@echo "  one message per subscriber in $(CURDIR)/outbox/2025-04-asit-highlights/ (open any .eml in a mail client)"
+	@echo "  the rendered issues in $(CURDIR)/out/<issue>/email.html"
+	@echo "  the ledger: $(BIN)/newsletter status 2025-04-asit-highlights"
+	@echo "Run it again: nobody is mailed twice. Edit an issue with a live preview:"
+	@echo "  $(BIN)/newsletter preview 2025-04-asit-highlights"
 
 test: $(VENV)/.installed
 	$(BIN)/pytest

@@ -107,6 +107,12 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
+def check_ready(settings: Settings, slug: str) -> None:
+    """Fail with a ConfigError before anything is planned or claimed (e.g. no secret key)."""
+    unsubscribe_url(settings, 0, slug)
+    envelope_sender(settings)
+
+
 def envelope_sender(settings: Settings) -> str:
     return header_address(parseaddr(settings.sender)[1])
 
@@ -149,7 +155,7 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
                transport: Transport, options: SendOptions, *,
                on_progress: Callable[[Progress], None] | None = None) -> SendReport:
     """Send (or resume sending) an issue that ``ledger.plan`` has planned."""
-    unsubscribe_url(settings, 0, rendered.slug)  # no secret key? say so before claiming anything
+    check_ready(settings, rendered.slug)
     recovered = ledger.recover(rendered.slug)
     requeue = [s for s, wanted in (("unknown", options.retry_unknown),
                                    ("failed", options.retry_failed)) if wanted]

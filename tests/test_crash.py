@@ -135,3 +135,27 @@ def test_throttles_errors_and_timeouts_end_with_everyone_mailed_once(workspace_s
     assert len(arrived) == count and max(arrived.values()) == 1
     assert {"TooManyRequestsException", "timeout"} <= set(outcomes)  # the faults did happen
     assert {"InternalFailure", "ServiceUnavailable"} & set(outcomes)
+
+
+def test_two_senders_share_one_postgresql_send(workspace, postgres_url):
+    """FOR UPDATE SKIP LOCKED: two processes split the queue; nobody gets it twice."""
+    count = 3000
+    settings = load_settings(workspace / "newsletter.toml", env={})
+    rendered = render_issue(load_issue(find_issue(settings, SLUG), settings), settings)
+    with Store.open(postgres_url) as store:
+        make_list(store, workspace, count)
+        Ledger(store).plan(SLUG, rendered.subject, content_hash(rendered))
+    env = {**os.environ, **aws_env(""), "NEWSLETTER_SECRET_KEY": SECRET,
+           "NEWSLETTER_DATABASE_URL": postgres_url}
+    with spawn("--latency", "0.01", "--max-send-rate", "5000", "--seed", "5") as url:
+        env["AWS_ENDPOINT_URL_SESV2"] = url
+        senders = [sender(workspace, env) for _ in range(2)]
+        for process in senders:
+            _, errors = process.communicate(timeout=300)
+            assert process.returncode == 0, errors.decode()
+        arrived = received(url)
+    with Store.open(postgres_url) as store, store.engine.connect() as connection:
+        workers = connection.execute(select(Delivery.sender).distinct().where(
+            Delivery.issue == SLUG)).scalars().all()
+    assert len(arrived) == count and max(arrived.values()) == 1
+    assert len(workers) == 2  # both took a share

@@ -18,6 +18,7 @@ from newsletter.sending import (
     Progress,
     SendOptions,
     SendReport,
+    check_ready,
     content_hash,
     rehearse,
     send_issue,
@@ -61,6 +62,7 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
             for address, message_id in send_proofs(rendered, settings, proofs, test_to):
                 click.echo(f"proof sent to {address} ({message_id})")
         return
+    check_ready(settings, loaded.slug)
     with Store.open(settings.database_url) as store:
         ledger = Ledger(store)
         audience = loaded.meta.audience

@@ -1,0 +1,106 @@
+"""`newsletter send` and `newsletter status` as users run them (outbox transport, SQLite)."""
+
+import email
+import email.policy
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+
+SLUG = "2025-04-asit-highlights"
+
+
+@pytest.fixture
+def run(workspace, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-secret-0123456789")
+    monkeypatch.delenv("NEWSLETTER_DATABASE_URL", raising=False)
+    monkeypatch.delenv("NEWSLETTER_TRANSPORT", raising=False)
+
+    def invoke(*args, input=None):
+        return CliRunner().invoke(main, ["--config", str(workspace / "newsletter.toml"), *args],
+                                  input=input, catch_exceptions=False)
+    return invoke
+
+
+@pytest.fixture
+def subscribed(run):
+    for n in range(3):
+        result = run("subscribers", "add", f"reader{n}@example.org", "--name", f"Reader {n}",
+                     "--confirmed")
+        assert result.exit_code == 0, result.output
+    return run
+
+
+def outbox(workspace):
+    return sorted((workspace / "outbox" / SLUG).glob("*.eml"))
+
+
+def test_send_asks_first_and_a_no_sends_nothing(subscribed, workspace):
+    result = subscribed("send", SLUG, input="n\n")
+    assert "to 3 active subscribers through outbox?" in result.output
+    assert result.exit_code == 1 and outbox(workspace) == []
+
+
+def test_send_then_resend_is_a_no_op(subscribed, workspace):
+    first = subscribed("send", SLUG, "--yes")
+    assert first.exit_code == 0, first.output
+    assert "planned 3 deliveries" in first.output and "3 sent" in first.output
+    assert len(outbox(workspace)) == 3
+    second = subscribed("send", SLUG, "--yes")
+    assert second.exit_code == 0 and "this run: 0 sent" in second.output
+    status = json.loads(subscribed("status", SLUG, "--json").output)
+    assert status["state"] == "complete" and status["counts"]["sent"] == 3
+
+
+def test_status_of_an_unsent_issue(subscribed):
+    result = subscribed("status", SLUG)
+    assert result.exit_code == 0 and f"{SLUG}: not sent" in result.output
+
+
+def test_proofs_go_only_to_the_given_addresses(subscribed, workspace):
+    result = subscribed("send", SLUG, "--test-to", "editor@example.org")
+    assert result.exit_code == 0, result.output
+    (proof,) = outbox(workspace)
+    message = email.message_from_bytes(proof.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "editor@example.org" and message["Subject"].startswith("[Proof] ")
+    assert "not sent" in subscribed("status", SLUG).output
+
+
+def test_dry_run_sends_nothing(subscribed, workspace):
+    result = subscribed("send", SLUG, "--dry-run")
+    assert result.exit_code == 0 and "dry run: 3 messages personalised" in result.output
+    assert outbox(workspace) == []
+
+
+def test_an_issue_edited_mid_send_is_refused(subscribed, workspace):
+    assert subscribed("send", SLUG, "--yes").exit_code == 0
+    issue = workspace / "issues" / SLUG / "issue.md"
+    issue.write_text(issue.read_text().replace("We're proud", "We are proud"))
+    result = subscribed("send", SLUG, "--yes")
+    assert result.exit_code == 1 and "changed since its send began (3 already sent)" in result.output
+
+
+def test_an_issue_that_fails_its_checks_is_not_sent(subscribed, workspace):
+    issue = workspace / "issues" / SLUG / "issue.md"
+    issue.write_text(issue.read_text() + "\n[see](report.pdf)\n")
+    result = subscribed("send", SLUG, "--yes")
+    assert result.exit_code == 1 and "does not pass its checks" in result.output
+    assert outbox(workspace) == []
+
+
+def test_no_secret_key_is_a_configuration_error(subscribed, monkeypatch, workspace):
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    result = subscribed("send", SLUG, "--yes")
+    assert result.exit_code == 3 and "NEWSLETTER_SECRET_KEY" in result.output
+    assert outbox(workspace) == []
+    assert f"{SLUG}: not sent" in subscribed("status", SLUG).output  # nothing planned either
+
+
+def test_an_unwritable_outbox_stops_with_exit_1_and_loses_nothing(subscribed, workspace):
+    (workspace / "outbox").write_text("a file where the folder should be")
+    result = subscribed("send", SLUG, "--yes")
+    assert result.exit_code == 1 and "stopped: the transport refused to go on" in result.output
+    status = json.loads(subscribed("status", SLUG, "--json").output)
+    assert status["counts"]["queued"] == 3 and status["counts"]["sending"] == 0

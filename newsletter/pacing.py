@@ -71,7 +71,8 @@ class RateLimiter:
 
     def _recover(self, now: float) -> None:
         """Creep back towards the target rate, 10% a second, after 5 calm seconds."""
-        if self.target and self._rate < self.target and now - self._slowed_at >= 5.0:
+        if self.target and self._rate and self._rate < self.target and \
+                now - self._slowed_at >= 5.0:
             self._rate = min(self.target, self._rate * 1.1)
             self._window = max(1, math.floor(self._rate))
             self._slowed_at = now - 4.0  # next step in a second

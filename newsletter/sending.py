@@ -42,6 +42,7 @@ from newsletter.transports.base import Envelope, Transport
 MAX_TRANSIENT_ATTEMPTS = 5
 MAX_THROTTLE_WAIT = 300.0  # seconds of throttling on one message before the send pauses
 MAX_CONSECUTIVE_FAILURES = 50
+HEARTBEAT_EVERY = 5.0  # seconds; a sender silent for ledger.STALE_AFTER is taken for dead
 
 
 @dataclass(frozen=True)
@@ -220,10 +221,12 @@ class Dispatcher:
         try:
             with ThreadPoolExecutor(self.options.concurrency,
                                     thread_name_prefix="send") as pool:
-                exhausted = False
+                exhausted, next_beat = False, time.monotonic() + HEARTBEAT_EVERY
                 while True:
                     room = min(self.window - len(inflight), budget)
-                    if not exhausted and not self._stop.is_set() and room >= max(1, self.window // 4):
+                    # Claim in chunks (fewer transactions), but never idle with room to spare.
+                    refill = room > 0 and (room >= self.window // 4 or not inflight)
+                    if refill and not exhausted and not self._stop.is_set():
                         claims, skipped = self.ledger.claim(self.issue, worker, room)
                         self.progress.skipped += skipped
                         exhausted = not claims and not skipped
@@ -238,7 +241,9 @@ class Dispatcher:
                     for future in done:
                         del inflight[future]
                     self.ledger.record(outcomes)
-                    self.ledger.heartbeat(worker)
+                    if time.monotonic() >= next_beat:
+                        self.ledger.heartbeat(worker)
+                        next_beat = time.monotonic() + HEARTBEAT_EVERY
                     self.count(outcomes)
                     if on_progress:
                         on_progress(self.progress)

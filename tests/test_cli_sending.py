@@ -79,7 +79,8 @@ def test_an_issue_edited_mid_send_is_refused(subscribed, workspace):
     issue = workspace / "issues" / SLUG / "issue.md"
     issue.write_text(issue.read_text().replace("We're proud", "We are proud"))
     result = subscribed("send", SLUG, "--yes")
-    assert result.exit_code == 1 and "changed since its send began (3 already sent)" in result.output
+    assert result.exit_code == 1
+    assert "changed since its send began (3 already sent)" in result.output
 
 
 def test_an_issue_that_fails_its_checks_is_not_sent(subscribed, workspace):

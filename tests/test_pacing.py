@@ -1,5 +1,6 @@
 """The rate limiter against a fake clock: exact, so these tests are not timing-dependent."""
 
+import itertools
 import threading
 
 import pytest
@@ -43,7 +44,7 @@ def test_never_more_than_rate_in_any_one_second_window(rate, count):
 def test_evenly_spaced_at_the_rate():
     times = slots(10, 21)
     assert times[-1] - times[0] == pytest.approx(2.0)
-    gaps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert gaps == {0.1}
 
 
@@ -69,7 +70,7 @@ def test_slow_down_once_a_second_never_below_the_floor_then_recover():
         rates.append(limiter.rate)
         clock.now += 1.0
     assert rates[0] == pytest.approx(1.1) and rates[-1] == 10  # back to the target, gradually
-    assert all(b >= a for a, b in zip(rates, rates[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(rates))
 
 
 def test_threads_share_one_budget():

@@ -205,7 +205,7 @@ def test_daily_quota_stops_cleanly_and_resumes(store, rendered, settings_with_ke
     ledger = plan(store, rendered)
     tight = Recording(quota=Quota(max_send_rate=1000, max_24_hour_send=100,
                                   sent_last_24_hours=96))
-    report = run(rendered, settings_with_key, ledger, tight)
+    report = run(rendered, settings_with_key, ledger, tight, concurrency=32)
     assert report.counts["sent"] == 4 and report.counts["queued"] == 6
     assert "quota" in report.stopped
     used_up = Recording(quota=Quota(1000, 100, 100))

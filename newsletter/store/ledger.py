@@ -23,7 +23,7 @@ import secrets
 import socket
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -31,9 +31,12 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     UniqueConstraint,
     bindparam,
+    delete,
     func,
+    insert,
     literal,
     select,
     update,
@@ -89,6 +92,9 @@ class Delivery(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
+DELIVERIES = cast(Table, Delivery.__table__)
+
+
 class Sender(Base):
     """A running sender process and its last sign of life."""
 
@@ -135,7 +141,7 @@ class Ledger:
     def send(self, issue: str) -> Send | None:
         with self.store.engine.connect() as connection:
             row = connection.execute(select(Send).where(Send.issue == issue)).first()
-        return Send(**row._mapping) if row else None  # type: ignore[arg-type]
+        return Send(**row._mapping) if row else None
 
     def plan(self, issue: str, subject: str, content_hash: str,
              audience: Collection[str] = ()) -> tuple[int, bool]:
@@ -144,14 +150,14 @@ class Ledger:
             existing = connection.execute(select(Send.planned).where(Send.issue == issue)).first()
             if existing:
                 return existing[0], False
-            connection.execute(Send.__table__.insert().values(
+            connection.execute(insert(Send).values(
                 issue=issue, subject=subject, content_hash=content_hash, audience=list(audience),
                 planned=0, created_at=utcnow(), note=""))
             source = self.store.audience_ids(audience).with_only_columns(
                 Subscriber.id, literal(issue, String(200)), literal("queued", String(16)),
                 literal(0, Integer()))
-            insert = (postgresql.insert if self.postgres else sqlite.insert)(Delivery.__table__)
-            connection.execute(insert.from_select(
+            plan_rows = (postgresql.insert if self.postgres else sqlite.insert)(DELIVERIES)
+            connection.execute(plan_rows.from_select(
                 ["subscriber_id", "issue", "status", "attempts"], source).on_conflict_do_nothing())
             planned = connection.scalar(select(func.count()).where(Delivery.issue == issue)) or 0
             connection.execute(update(Send).where(Send.issue == issue).values(planned=planned))
@@ -163,7 +169,7 @@ class Ledger:
         sender = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         _OWN.add(sender)
         with self.writer.begin() as connection:
-            connection.execute(Sender.__table__.insert().values(
+            connection.execute(insert(Sender).values(
                 id=sender, host=socket.gethostname(), pid=os.getpid(), heartbeat_at=utcnow()))
         return sender
 
@@ -175,19 +181,20 @@ class Ledger:
     def unregister_sender(self, sender: str) -> None:
         _OWN.discard(sender)
         with self.writer.begin() as connection:
-            connection.execute(Sender.__table__.delete().where(Sender.id == sender))
+            connection.execute(delete(Sender).where(Sender.id == sender))
 
     def recover(self, issue: str) -> int:
         """Mark the ``sending`` rows of dead senders ``unknown``; return how many."""
         with self.writer.begin() as connection:
             claimants = connection.execute(select(Delivery.sender).distinct().where(
                 Delivery.issue == issue, Delivery.status == "sending")).scalars().all()
-            alive = {row.id: row for row in connection.execute(select(Sender).where(
+            known = {row.id: row for row in connection.execute(select(
+                Sender.id, Sender.host, Sender.pid, Sender.heartbeat_at).where(
                 Sender.id.in_(claimants)))}
-            dead = [c for c in claimants if c not in alive or not _alive(alive[c])]
+            dead = [c for c in claimants if c not in known or not _alive(*known[c])]
             if not dead:
                 return 0
-            connection.execute(Sender.__table__.delete().where(Sender.id.in_(dead)))
+            connection.execute(delete(Sender).where(Sender.id.in_(dead)))
             result = connection.execute(update(Delivery).where(
                 Delivery.issue == issue, Delivery.status == "sending",
                 Delivery.sender.in_(dead)).values(
@@ -231,12 +238,12 @@ class Ledger:
                   for o in outcomes]
         if not params:
             return
-        statement = (update(Delivery.__table__)
-                     .where(Delivery.__table__.c.id == bindparam("b_id"),
-                            Delivery.__table__.c.status == "sending")
+        statement = (update(DELIVERIES)
+                     .where(DELIVERIES.c.id == bindparam("b_id"),
+                            DELIVERIES.c.status == "sending")
                      .values(status=bindparam("b_status"), message_id=bindparam("b_message_id"),
                              error=bindparam("b_error"),
-                             attempts=Delivery.__table__.c.attempts + bindparam("b_attempts"),
+                             attempts=DELIVERIES.c.attempts + bindparam("b_attempts"),
                              finished_at=utcnow()))
         with self.writer.begin() as connection:
             connection.execute(statement, params)
@@ -264,7 +271,7 @@ class Ledger:
                 select(Delivery.error, func.count().label("n"))
                 .where(Delivery.issue == issue, Delivery.error.is_not(None))
                 .group_by(Delivery.error).order_by(func.count().desc()).limit(limit)).all()
-        return [(error, n) for error, n in rows]
+        return [(error or "", n) for error, n in rows]
 
     def timing(self, issue: str) -> dict[str, Any]:
         with self.store.engine.connect() as connection:
@@ -274,19 +281,18 @@ class Ledger:
         return {"first_claimed": first, "last_finished": last}
 
 
-def _alive(sender: Sender) -> bool:
+def _alive(sender: str, host: str, pid: int, heartbeat: dt.datetime) -> bool:
     """A sender on this host is alive if its process is; elsewhere, if it beat recently."""
-    if sender.host == socket.gethostname():
-        if sender.pid == os.getpid():
-            return sender.id in _OWN
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return sender in _OWN
         try:
-            os.kill(sender.pid, 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
         return True
-    heartbeat = sender.heartbeat_at
     if heartbeat.tzinfo is None:
         heartbeat = heartbeat.replace(tzinfo=dt.UTC)
     return utcnow() - heartbeat < STALE_AFTER

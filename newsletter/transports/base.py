@@ -45,7 +45,7 @@ class Transport(ABC):
         """The provider's current limits, where it has any."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release connections and files."""
 
     def __enter__(self) -> Transport:

@@ -117,6 +117,13 @@ class Settings(_Table):
     rate_safety: float = Field(default=0.9, gt=0, le=1)
     concurrency: int = Field(default=32, ge=1, le=256)
     ses_configuration_set: str | None = None
+    # SES events (bounces, complaints, deliveries, opens, clicks) through SNS or SQS.
+    sns_topic_arns: tuple[str, ...] = ()  # only these topics are accepted and confirmed
+    sns_certificate_host: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"  # a regex
+    sqs_queue_url: str | None = None
+    soft_bounce_limit: int = Field(default=3, ge=1)  # transient bounces before suppression
+    # The public web app (newsletter serve).
+    trusted_proxies: int = Field(default=0, ge=0)  # X-Forwarded-* hops to believe
     database_url: str = ""
     outbox_dir: Path = Path("outbox")
     root: Path = Path(".")

@@ -55,7 +55,7 @@ def render_confirmation(settings: Settings, subscriber: Person, *,
         subject = str(getattr(text, "subject", "")).strip()
         html = env.get_template(HTML_TEMPLATE).render(context, subject=subject)
     except jinja2.TemplateNotFound as error:
-        raise RenderError(f"{settings.templates_dir / error.name}: template missing") from None
+        raise RenderError(f"{settings.templates_dir / str(error.name)}: template missing") from None
     except jinja2.TemplateError as error:
         raise RenderError(f"confirmation email template: {error}") from None
     if not subject:

@@ -64,10 +64,11 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from newsletter.cli import issues, sending, subscribers
+    from newsletter.cli import events, issues, sending, subscribers, web
 
-    for command in (*issues.COMMANDS, *sending.COMMANDS, *subscribers.COMMANDS):
-        main.add_command(command)
+    for module in (issues, subscribers, sending, web, events):
+        for command in module.COMMANDS:
+            main.add_command(command)  # type: ignore[arg-type]
 
 
 _register()

@@ -134,7 +134,7 @@ def export(env: Env, file: Path | None, statuses: tuple[str, ...], tags: tuple[s
 @contextmanager
 def _output(file: Path | None) -> Iterator[TextIO]:
     if file is None:
-        yield click.get_text_stream("stdout")
+        yield sys.stdout
         return
     with file.open("w", encoding="utf-8", newline="") as out:
         yield out

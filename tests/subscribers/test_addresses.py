@@ -8,10 +8,10 @@ from hypothesis import strategies as st
 from newsletter.addresses import address_key, checked_key, parse_address, quick_key
 from newsletter.errors import InvalidAddress
 
-ADDRESS_CHARS = st.sampled_from(list("abcxyzABZ0189.-_+@!#'`~") + ["é", "ü", "ß", "中"])
+ADDRESS_CHARS = st.sampled_from([*"abcxyzABZ0189.-_+@!#'`~", "é", "ü", "ß", "中"])
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(st.text(ADDRESS_CHARS, min_size=1, max_size=40) | st.emails())
 @example("a@b.-com")
 @example("a@b--c.com")

@@ -115,7 +115,7 @@ def test_bad_rows_are_reported_set_aside_and_the_rest_imports(store, tmp_path):
     assert "longer than 200" in by_line[7][1]
     assert "unknown status 'sleeping'" in by_line[8][1]
     assert "10,001 fields, the header 3" in by_line[9][1] and len(by_line[9]) == 10_003
-    assert [str(r) for r in report.shown][0].startswith("line 4: invalid email address")
+    assert str(report.shown[0]).startswith("line 4: invalid email address")
 
 
 def test_broken_quotes_are_reported_with_their_lines(store, tmp_path):

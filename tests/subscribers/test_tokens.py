@@ -103,10 +103,11 @@ def test_the_confirmation_email():
     assert "<Nowak>" not in email.html
     anonymous = render_confirmation(settings, Recipient(8, "b@example.org", "", {}),
                                     url="https://example.org/c/x")
-    assert anonymous.text.startswith("Hello friend,") and "https://example.org/c/x" in anonymous.html
+    assert anonymous.text.startswith("Hello friend,")
+    assert "https://example.org/c/x" in anonymous.html
 
 
 def test_a_missing_confirmation_template_is_a_render_error(tmp_path):
     (tmp_path / "newsletter.toml").write_text((ROOT / "newsletter.toml").read_text())
-    with pytest.raises(RenderError, match="confirm.txt.j2: template missing"):
+    with pytest.raises(RenderError, match=r"confirm\.txt\.j2: template missing"):
         render_confirmation(settings_with(root=tmp_path), Recipient(1, "a@example.org", "", {}))

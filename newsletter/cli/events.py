@@ -1,0 +1,3 @@
+"""Commands of the events part (being built)."""
+
+COMMANDS: tuple[object, ...] = ()

@@ -1,0 +1,3 @@
+"""Commands of the web part (being built)."""
+
+COMMANDS: tuple[object, ...] = ()

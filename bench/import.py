@@ -1,6 +1,6 @@
 """Subscriber import and export throughput, and peak memory, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/import.py [--rows 1000000] [--postgres URL | --no-postgres]
+    .venv/bin/python bench/import.py [--rows 1000000] [--postgres URL | --no-postgres] [--sorted]
 
 Generates a CSV (about 1% invalid rows, 1% repeated addresses, some non-ASCII names and
 addresses) in a temporary folder, then imports it into a fresh database and exports it back,
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
@@ -41,30 +42,35 @@ INVALID = ["not-an-address", "anna.nowak@", "@policja.gov.pl", "jan..kowalski@ex
            "Giulia Rossi <giulia@example.it>"]
 
 
-def generate(path: Path, rows: int, seed: int = 2025) -> None:
-    rng = random.Random(seed)
-    emitted: list[str] = []
+def generate(path: Path, rows: int, seed: int = 2025, ordered: bool = False) -> None:
+    """Write the test file; ``ordered`` sorts it by address, as some tools export lists."""
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["email", "name", "organisation", "country", "tags"])
-        for _ in range(rows):
-            first, last = rng.choice(FIRST), rng.choice(LAST)
-            roll = rng.random()
-            if roll < 0.01:
-                email = rng.choice(INVALID)
-            elif roll < 0.02 and emitted:
-                email = rng.choice(emitted).upper()  # the same address, spelt differently
-            else:  # random, like real lists: the unique index gets no free locality
-                local = f"{first}.{last}.{rng.getrandbits(40):x}".lower()
-                if roll > 0.998:  # a few internationalised addresses: the slow path
-                    email = f"{local}@müller-straße.de"
-                else:
-                    email = (local.encode("ascii", "ignore").decode() + "@"
-                             + rng.choice(DOMAINS))
-                if len(emitted) < 10_000:
-                    emitted.append(email)
-            writer.writerow([email, f"{first} {last}", rng.choice(ORGS), rng.choice(COUNTRIES),
-                             rng.choice(TAGS)])
+        lines = _rows(rows, seed)
+        writer.writerows(sorted(lines, key=lambda row: row[0].lower()) if ordered else lines)
+
+
+def _rows(rows: int, seed: int) -> Iterator[list[str]]:
+    rng = random.Random(seed)
+    emitted: list[str] = []
+    for _ in range(rows):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        roll = rng.random()
+        if roll < 0.01:
+            email = rng.choice(INVALID)
+        elif roll < 0.02 and emitted:
+            email = rng.choice(emitted).upper()  # the same address, spelt differently
+        else:  # random, like real lists: the unique index gets no free locality
+            local = f"{first}.{last}.{rng.getrandbits(40):x}".lower()
+            if roll > 0.998:  # a few internationalised addresses: the slow path
+                email = f"{local}@müller-straße.de"
+            else:
+                email = local.encode("ascii", "ignore").decode() + "@" + rng.choice(DOMAINS)
+            if len(emitted) < 10_000:
+                emitted.append(email)
+        yield [email, f"{first} {last}", rng.choice(ORGS), rng.choice(COUNTRIES),
+               rng.choice(TAGS)]
 
 
 def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
@@ -91,7 +97,9 @@ def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
 
 def run_phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, "--phase", kind, "--url", url,
-                          "--csv", str(csv_path)], check=True, capture_output=True, text=True)
+                          "--csv", str(csv_path)], capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"{kind} into {url} failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
@@ -134,6 +142,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--postgres", default=POSTGRES)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--sorted", action="store_true",
+                        help="Sort the file by address (as some tools export lists).")
     parser.add_argument("--phase", choices=["import", "export"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
@@ -144,9 +154,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="newsletter-bench-") as folder:
         csv_path = Path(folder) / "subscribers.csv"
         start = time.perf_counter()
-        generate(csv_path, args.rows)
+        generate(csv_path, args.rows, ordered=args.sorted)
         size = csv_path.stat().st_size / 1e6
-        print(f"generated {args.rows:,} rows ({size:.0f} MB) in "
+        order = "sorted by address" if args.sorted else "in random order"
+        print(f"generated {args.rows:,} rows {order} ({size:.0f} MB) in "
               f"{time.perf_counter() - start:.1f} s", flush=True)
         sqlite_url = f"sqlite:///{folder}/bench.db"
         imported = run_phase("import", sqlite_url, csv_path)

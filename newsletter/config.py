@@ -122,6 +122,9 @@ class Settings(_Table):
     sns_certificate_host: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"  # a regex
     sqs_queue_url: str | None = None
     soft_bounce_limit: int = Field(default=3, ge=1)  # transient bounces before suppression
+    # The scheduler (newsletter scheduler): how often it looks, how late it may still send.
+    schedule_interval: float = Field(default=30, gt=0)  # seconds between passes
+    schedule_grace_hours: float = Field(default=24, ge=0)
     # The public web app (newsletter serve).
     trusted_proxies: int = Field(default=0, ge=0)  # X-Forwarded-* hops to believe
     database_url: str = ""

@@ -18,6 +18,12 @@
     │                                   nothing was written. Bad rows are reported, not raised.
     ├── InvalidToken(ValueError)        a confirm/unsubscribe link is damaged, forged, for another
     │                                   purpose or (``expired``) too old
+    ├── MalformedEvent(ValueError)      an SNS message or SES event cannot be read: answered 400,
+    │                                   left on an SQS queue for its redrive policy
+    ├── UntrustedMessage(ValueError)    an SNS message failed verification (signature, topic,
+    │                                   certificate host, age): answered 403, nothing applied
+    ├── EventSourceUnavailable          SNS's signing certificate or the SQS queue cannot be
+    │                                   reached now: answered 500, so SNS delivers it again
     ├── DatabaseError                   the database is unreachable or needs `newsletter db upgrade`
     └── DeliveryError                   a transport could not take a message; the subclass says
         │                               what the send engine does next
@@ -103,6 +109,22 @@ class InvalidToken(NewsletterError, ValueError):
     def __init__(self, message: str, *, expired: bool = False):
         self.expired = expired
         super().__init__(message)
+
+
+class MalformedEvent(NewsletterError, ValueError):
+    """An SNS message or SES event is not what AWS sends; the message says what is wrong."""
+
+
+class UntrustedMessage(NewsletterError, ValueError):
+    """An SNS message failed verification; ``reason`` is a short word for logs and answers."""
+
+    def __init__(self, message: str, *, reason: str = "signature"):
+        self.reason = reason
+        super().__init__(message)
+
+
+class EventSourceUnavailable(NewsletterError):
+    """A remote part of the event path (certificate host, SQS) failed: worth trying again."""
 
 
 class DatabaseError(NewsletterError):

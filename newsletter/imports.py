@@ -133,7 +133,7 @@ def _import(store: Store, path: Path, options: ImportOptions, rejects_path: Path
         reader = csv.reader(text, delimiter=delimiter, strict=True)
         layout = read_layout(_header(reader, path), options)
         rejects.header = layout.header
-        for rows in _batches(reader, layout, options, rejects):
+        for rows, position in _batches(reader, layout, options, rejects, raw.tell):
             with bulk.batch(store) as batch:
                 result = merge_batch(batch, rows, policy)
             for outcome, count in result.counts.items():
@@ -141,7 +141,7 @@ def _import(store: Store, path: Path, options: ImportOptions, rejects_path: Path
             for row, reason in result.ignored:
                 rejects.write(row.line, reason, row.cells, counted=False)
             if progress:
-                progress(raw.tell())
+                progress(position)
         text.detach()  # the with statement closes the file
     return report
 
@@ -233,8 +233,9 @@ def _alias(name: str) -> str:
     return next((field for field, names in HEADER_ALIASES.items() if name in names), name)
 
 
-def _batches(reader: Any, layout: Layout, options: ImportOptions,
-             rejects: _Rejects) -> Iterator[list[Row]]:
+def _batches(reader: Any, layout: Layout, options: ImportOptions, rejects: _Rejects,
+             tell: Callable[[], int]) -> Iterator[tuple[list[Row], int]]:
+    """Valid rows in batches, with the bytes read so far; bad rows go to ``rejects``."""
     parse = _row_parser(layout, options)
     width, batch, previous = len(layout.header), [], reader.line_num
     while True:
@@ -257,10 +258,10 @@ def _batches(reader: Any, layout: Layout, options: ImportOptions,
         if row is not None:
             batch.append(row)
             if len(batch) >= options.batch_size:
-                yield batch
+                yield batch, tell()
                 batch = []
     if batch:
-        yield batch
+        yield batch, tell()
 
 
 def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], int, int],

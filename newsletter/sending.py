@@ -154,8 +154,12 @@ def rehearse(rendered: RenderedIssue, settings: Settings, store: Store,
 
 def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
                transport: Transport, options: SendOptions, *,
-               on_progress: Callable[[Progress], None] | None = None) -> SendReport:
-    """Send (or resume sending) an issue that ``ledger.plan`` has planned."""
+               on_progress: Callable[[Progress], None] | None = None,
+               stop: threading.Event | None = None) -> SendReport:
+    """Send (or resume sending) an issue that ``ledger.plan`` has planned.
+
+    Setting ``stop`` (e.g. on SIGTERM) ends the run cleanly: nothing new is claimed, the
+    messages in flight finish and are recorded, the rest stays queued."""
     check_ready(settings, rendered.slug)
     recovered = ledger.recover(rendered.slug)
     requeue = [s for s, wanted in (("unknown", options.retry_unknown),
@@ -167,7 +171,7 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
                                   limit if limit is not None else 1 << 62))
     if stopped is None and progress.total:
         dispatcher = Dispatcher(build_template(rendered, settings), rendered.slug, settings,
-                                ledger, transport, RateLimiter(rate), options, progress)
+                                ledger, transport, RateLimiter(rate), options, progress, stop)
         stopped = dispatcher.run(limit, on_progress)
     elif progress.total == 0 and stopped is None and limit == 0:
         stopped = "the daily sending quota is used up"
@@ -198,16 +202,20 @@ class Dispatcher:
 
     def __init__(self, template: MessageTemplate, issue: str, settings: Settings, ledger: Ledger,
                  transport: Transport, limiter: RateLimiter, options: SendOptions,
-                 progress: Progress):
+                 progress: Progress, stop: threading.Event | None = None):
         self.template, self.issue, self.settings = template, issue, settings
         self.ledger, self.transport, self.limiter = ledger, transport, limiter
         self.options, self.progress = options, progress
         self.window = 2 * options.concurrency
         self.sender = envelope_sender(settings)
         self._stop = threading.Event()
+        self._interrupt = stop or threading.Event()
         self.stop_reason: str | None = None
         self.error: Exception | None = None  # raised again once the in-flight work is recorded
         self.consecutive_failures = 0
+
+    def stopping(self) -> bool:
+        return self._stop.is_set() or self._interrupt.is_set()
 
     def stop(self, reason: str) -> None:
         if not self._stop.is_set():
@@ -226,14 +234,14 @@ class Dispatcher:
                     room = min(self.window - len(inflight), budget)
                     # Claim in chunks (fewer transactions), but never idle with room to spare.
                     refill = room > 0 and (room >= self.window // 4 or not inflight)
-                    if refill and not exhausted and not self._stop.is_set():
+                    if refill and not exhausted and not self.stopping():
                         claims, skipped = self.ledger.claim(self.issue, worker, room)
                         self.progress.skipped += skipped
                         exhausted = not claims and not skipped
                         budget -= len(claims)
                         inflight.update({pool.submit(self.deliver, c): c for c in claims})
                     if not inflight:
-                        if exhausted or self._stop.is_set() or budget <= 0:
+                        if exhausted or self.stopping() or budget <= 0:
                             break
                         continue
                     done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -251,6 +259,8 @@ class Dispatcher:
             self.ledger.unregister_sender(worker)
         if self.error:
             raise self.error
+        if self._interrupt.is_set() and self.stop_reason is None:
+            return "interrupted; the rest stays queued for the next run"
         if self.stop_reason is None and budget <= 0 and limit is not None:
             return "stopped at the sending limit (daily quota); resume later"
         return self.stop_reason
@@ -269,7 +279,7 @@ class Dispatcher:
 
     def deliver(self, claim: Claim) -> Outcome:
         """Runs in a worker thread: personalise, then send with the retry policy."""
-        if self._stop.is_set():
+        if self.stopping():
             return Outcome(claim.delivery_id, "queued")  # never handed over: resend later
         try:
             raw = self.template.personalise(self.recipient(claim))
@@ -296,16 +306,17 @@ class Dispatcher:
                 message_id = self.transport.send(raw, envelope)
                 return Outcome(claim.delivery_id, "sent", message_id=message_id,
                                attempts=attempts)
-            except Throttled as error:
+            except Throttled as error:  # refused, so not sent: it may wait or go back queued
                 self.limiter.slow_down()
                 wait_for = backoff(min(attempts, 6))
                 throttled_for += wait_for
-                if throttled_for > MAX_THROTTLE_WAIT or self._stop.is_set():
+                if throttled_for > MAX_THROTTLE_WAIT:
                     self.stop(f"the provider kept throttling: {error}")
+                if self.stopping():
                     return Outcome(claim.delivery_id, "queued", error=str(error))
                 time.sleep(wait_for)
             except TransientError as error:
-                if attempts >= MAX_TRANSIENT_ATTEMPTS or self._stop.is_set():
+                if attempts >= MAX_TRANSIENT_ATTEMPTS or self.stopping():
                     return Outcome(claim.delivery_id, "failed", error=str(error),
                                    attempts=attempts)
                 time.sleep(backoff(attempts))

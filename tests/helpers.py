@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+import threading
 from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.content import Issue, load_issue
+from newsletter.transports.base import Envelope, Transport
 
 
 def write_issue(root: Path, slug: str, text: str) -> Path:
@@ -19,3 +21,32 @@ def write_issue(root: Path, slug: str, text: str) -> Path:
 
 def load(root: Path, slug: str, text: str, settings: Settings) -> Issue:
     return load_issue(write_issue(root, slug, text), settings)
+
+
+class Recording(Transport):
+    """A transport that remembers every message handed to it, and can fail on cue."""
+
+    name = "recording"
+
+    def __init__(self, fail=None, quota=None):
+        self.sent: list[tuple[str, bytes]] = []
+        self.calls: dict[str, int] = {}
+        self.fail = fail or (lambda envelope, call: None)
+        self._quota = quota
+        self._lock = threading.Lock()
+
+    def send(self, raw, envelope: Envelope) -> str:
+        with self._lock:
+            call = self.calls[envelope.recipient] = self.calls.get(envelope.recipient, 0) + 1
+        error = self.fail(envelope, call)
+        if error:
+            raise error
+        with self._lock:
+            self.sent.append((envelope.recipient, raw))
+            return f"id-{len(self.sent)}"
+
+    def quota(self):
+        return self._quota
+
+    def recipients(self):
+        return sorted(recipient for recipient, _ in self.sent)

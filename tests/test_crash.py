@@ -66,11 +66,11 @@ def wait_for_progress(url: str, beyond: int, process: subprocess.Popen[bytes]) -
         time.sleep(0.05)
 
 
-def ledger_emails(store: Store, status: str) -> set[str]:
+def ledger_emails(store: Store, status: str, issue: str = SLUG) -> set[str]:
     with store.engine.connect() as connection:
         return set(connection.execute(select(Subscriber.email).join(
             Delivery, Delivery.subscriber_id == Subscriber.id).where(
-            Delivery.issue == SLUG, Delivery.status == status)).scalars())
+            Delivery.issue == issue, Delivery.status == status)).scalars())
 
 
 @pytest.mark.parametrize("kills", [4])

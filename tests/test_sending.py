@@ -15,39 +15,11 @@ from newsletter.sending import SendOptions, content_hash, rehearse, send_issue, 
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger, Sender
 from newsletter.store.models import utcnow
-from newsletter.transports.base import Envelope, Quota, Transport
+from newsletter.transports.base import Quota
 from newsletter.transports.outbox import OutboxTransport
+from tests.helpers import Recording
 
 SLUG = "2025-04-asit-highlights"
-
-
-class Recording(Transport):
-    """A transport that remembers every message handed to it, and can fail on cue."""
-
-    name = "recording"
-
-    def __init__(self, fail=None, quota=None):
-        self.sent: list[tuple[str, bytes]] = []
-        self.calls: dict[str, int] = {}
-        self.fail = fail or (lambda envelope, call: None)
-        self._quota = quota
-        self._lock = threading.Lock()
-
-    def send(self, raw, envelope: Envelope) -> str:
-        with self._lock:
-            call = self.calls[envelope.recipient] = self.calls.get(envelope.recipient, 0) + 1
-        error = self.fail(envelope, call)
-        if error:
-            raise error
-        with self._lock:
-            self.sent.append((envelope.recipient, raw))
-            return f"id-{len(self.sent)}"
-
-    def quota(self):
-        return self._quota
-
-    def recipients(self):
-        return sorted(recipient for recipient, _ in self.sent)
 
 
 @pytest.fixture

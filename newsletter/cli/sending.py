@@ -25,6 +25,7 @@ from newsletter.sending import (
     send_proofs,
 )
 from newsletter.store import Status, Store
+from newsletter.store.events import EventLog
 from newsletter.store.ledger import Ledger
 from newsletter.transports import make_transport
 
@@ -141,12 +142,14 @@ def _counts_line(counts: dict[str, int]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @pass_env
 def status(env: Env, issue: str, as_json: bool) -> None:
-    """Show how a send stands: counts per status, first errors, timing."""
+    """Show how a send stands: counts per status, first errors, timing, and what SES reported
+    since (deliveries, bounces, complaints, opens, clicks) with the unsubscribes it brought."""
     slug = issue_folder(env, issue).name
     with Store.open(env.settings.database_url) as store:
         ledger = Ledger(store)
         send_row = ledger.send(slug)
         counts, errors, timing = (ledger.counts(slug), ledger.errors(slug), ledger.timing(slug))
+        reported = EventLog(store).summary(slug)
     state = ("not sent" if send_row is None else
              "in progress or interrupted" if counts["queued"] or counts["sending"] else
              "complete")
@@ -154,7 +157,7 @@ def status(env: Env, issue: str, as_json: bool) -> None:
               "counts": counts, "errors": [{"error": e, "count": n} for e, n in errors],
               "planned_at": send_row.created_at.isoformat() if send_row else None,
               "first_claimed": _iso(timing["first_claimed"]),
-              "last_finished": _iso(timing["last_finished"])}
+              "last_finished": _iso(timing["last_finished"]), "events": reported}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -166,6 +169,12 @@ def status(env: Env, issue: str, as_json: bool) -> None:
             click.echo(f"  {n} × {error}")
         if report["first_claimed"]:
             click.echo(f"sending from {report['first_claimed']} to {report['last_finished']}")
+        click.echo(f"reported since: {_events_line(reported)}")
+
+
+def _events_line(reported: dict[str, int]) -> str:
+    """E.g. "12 delivered, 1 bounced, ... 3 opened": opens and clicks count once per message."""
+    return ", ".join(f"{n} {name.replace('_', '-')}" for name, n in reported.items())
 
 
 def _iso(value: Any) -> str | None:

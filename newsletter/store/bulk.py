@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import json
 import re
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -137,8 +138,6 @@ class Batch:
             self.connection.exec_driver_sql(
                 f"INSERT INTO subscribers ({names}) VALUES ({marks})", rows)
         else:  # any other dialect: portable, slower
-            import json
-
             self.connection.execute(insert(TABLE), [
                 dict(zip(INSERT_COLUMNS, row, strict=True))
                 | {"attributes": json.loads(row[3]), "tags": json.loads(row[4])}

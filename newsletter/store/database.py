@@ -89,9 +89,11 @@ def revision_config(url: str) -> Config:
 
 def head_revision() -> str:
     """The newest migration this version of the code knows."""
-    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    assert head is not None
-    return head
+    heads = ScriptDirectory(str(MIGRATIONS)).get_heads()
+    if len(heads) != 1:  # a packaging bug: two migrations revise the same one
+        raise DatabaseError(f"the migrations in {MIGRATIONS} have {len(heads)} heads "
+                            f"({', '.join(sorted(heads))}): each must revise the previous one")
+    return str(heads[0])
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -122,9 +124,17 @@ def prepare(engine: Engine) -> None:
                 "newsletter database")
         upgrade(engine)
         return
+    if revision not in _known_revisions():
+        raise DatabaseError(
+            f"{safe_url(engine)} is at schema revision {revision}, which this version of "
+            f"newsletter does not know (it knows up to {head}): upgrade newsletter itself")
     raise DatabaseError(
         f"{safe_url(engine)} is at schema revision {revision}, this version needs {head}: "
         f"{UPGRADE_HINT}")
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()}
 
 
 def _connect(engine: Engine) -> Any:

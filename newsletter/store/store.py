@@ -159,12 +159,14 @@ class Store:
                     "request; add it again only if they asked to rejoin (resubscribe)")
             if erased is not None:
                 session.delete(erased)
-            subscriber = existing or Subscriber(email=address.email, email_key=address.key)
+            subscriber = existing or Subscriber(email=address.email, email_key=address.key,
+                                                name="", attributes={}, tags=[])
             session.add(subscriber)
+            # Coming back keeps what we knew, unless told otherwise.
             subscriber.email, subscriber.source = address.email, source
-            subscriber.name = clean_name(name)
-            subscriber.attributes = clean_attributes(attributes or {})
-            subscriber.tags = clean_tags(tags)
+            subscriber.name = clean_name(name) or subscriber.name
+            subscriber.attributes = subscriber.attributes | clean_attributes(attributes or {})
+            subscriber.tags = sorted(set(subscriber.tags) | set(clean_tags(tags)))
             _change_status(subscriber, status, reason=f"added ({source})", issue=None)
         return subscriber
 

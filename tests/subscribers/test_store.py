@@ -179,8 +179,13 @@ def test_an_outdated_or_foreign_database_is_refused(database_url):
             connection.execute(text("DROP TABLE other_app"))
         schema.upgrade(engine)
         with engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = '0000'"))
-        with pytest.raises(DatabaseError, match="db upgrade"):
+            connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        if schema.head_revision() != "0001":
+            with pytest.raises(DatabaseError, match="db upgrade"):
+                Store.open(database_url)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(DatabaseError, match="upgrade newsletter itself"):
             Store.open(database_url)
     finally:
         engine.dispose()

@@ -1,0 +1,119 @@
+"""The app factory: settings in, a Flask WSGI app out, with logs, headers and error pages."""
+
+from __future__ import annotations
+
+import importlib
+from email.utils import parseaddr
+from typing import Any
+
+import jinja2
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter.config import Settings
+from newsletter.store import Store
+from newsletter.tokens import CONFIRM_MAX_AGE, Purpose, make_token
+from newsletter.web import archive_views, subscribe, unsubscribe
+from newsletter.web.access import AccessLog
+from newsletter.web.context import Context
+from newsletter.web.pages import context, page, readable_on
+
+MAX_BODY = 1024 * 1024  # bytes; SNS messages are at most 256 KB, forms far less
+ERROR_PAGES = {400: "400.html.j2", 404: "404.html.j2", 429: "429.html.j2"}
+SECURITY_HEADERS = {
+    # Token URLs must never leak to the sites our pages link to.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "img-src 'self' https: data:; form-action 'self'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+}
+
+
+class WebApp(Flask):
+    """Flask with every template autoescaped (ours end in .html.j2, which Flask would not
+    escape by default) and undefined names an error, not an empty string."""
+
+    jinja_options = {"autoescape": True, "undefined": jinja2.StrictUndefined,
+                     "trim_blocks": True, "lstrip_blocks": True}
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
+    """The web app for ``settings``; opens the configured database unless ``store`` is given.
+
+    ConfigError at once, not at the first request, when no secret key is set."""
+    make_token(settings, Purpose.UNSUBSCRIBE, 0)
+    app = WebApp(__name__, template_folder=str(settings.templates_dir), static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    owns = store is None
+    app.extensions["newsletter"] = Context(settings, store or Store.open(settings.database_url),
+                                           owns_store=owns)
+    for blueprint in (unsubscribe.blueprint, subscribe.blueprint, archive_views.blueprint):
+        app.register_blueprint(blueprint)
+    app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/webhooks/ses", view_func=ses_webhook, methods=["POST"])
+    app.register_error_handler(HTTPException, error_page)
+    app.after_request(security_headers)
+    app.context_processor(lambda: {"settings": settings, "brand": settings.brand,
+                                   "footer": settings.footer,
+                                   "confirm_days": CONFIRM_MAX_AGE // 86400})
+    app.jinja_env.filters.update(readable_on=readable_on,
+                                 mail_address=lambda value: parseaddr(value)[1])
+    wsgi: Any = AccessLog(app.wsgi_app)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+    app.wsgi_app = wsgi  # type: ignore[method-assign]
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Finish queued sign-ups and release the transport and the database the app opened."""
+    app.extensions["newsletter"].close()
+
+
+def healthz() -> tuple[Response, int]:
+    """For load balancers and uptime checks: 200 when the database answers, else 503."""
+    try:
+        with context().store.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
+
+
+def ses_webhook() -> Response:
+    """SES events through SNS: handled by ``newsletter.events`` (503 where it is not built)."""
+    try:
+        events = importlib.import_module("newsletter.events")
+    except ModuleNotFoundError as error:
+        if error.name != "newsletter.events":
+            raise
+        return Response("SES events are not handled by this installation\n", 503,
+                        mimetype="text/plain")
+    ctx = context()
+    status, message = events.handle_sns_request(request.get_data(), ctx.settings, ctx.store)
+    return Response(f"{message}\n", status, mimetype="text/plain")
+
+
+def error_page(error: HTTPException) -> Response:
+    """Every refusal as a page in the newsletter's look, keeping headers like Retry-After."""
+    code = error.code or 500
+    template = getattr(error, "template", None) or ERROR_PAGES.get(code, "error.html.j2")
+    values = {"reason": "request", **getattr(error, "values", {})}
+    response = page(template, code, error=error, **values)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

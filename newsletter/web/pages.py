@@ -1,0 +1,75 @@
+"""What every view shares: the app's context object, page rendering, and refusals as pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flask import current_app, render_template
+from werkzeug.exceptions import BadRequest
+from werkzeug.wrappers import Response
+
+from newsletter.web.context import Context
+
+
+def context() -> Context:
+    """The running app's context (store, limits, archive): see ``create_app``."""
+    found: Context = current_app.extensions["newsletter"]
+    return found
+
+
+def page(template: str, status: int = 200, **values: Any) -> Response:
+    """A page from ``templates/web/``, as a response with ``status``."""
+    return Response(render_template(f"web/{template}", **values), status,
+                    mimetype="text/html")
+
+
+class Refusal(BadRequest):
+    """A 400 shown as one of our pages: a damaged link, an expired form, an old undo button."""
+
+    def __init__(self, template: str = "400.html.j2", **values: Any):
+        super().__init__()
+        self.template, self.values = template, values
+
+
+def mask_address(email: str) -> str:
+    """``anna.kowalska@kwp-krakow.example.org`` → ``a•••a@k•••.org``: recognisable to its owner,
+    useless to whoever a link was forwarded to."""
+    local, _, domain = email.rpartition("@")
+    head, _, tld = domain.rpartition(".")
+    return f"{_mask(local)}@{_mask(head)}.{tld}" if head else f"{_mask(local)}@{_mask(domain)}"
+
+
+def _mask(part: str) -> str:
+    if len(part) <= 2:
+        return part[:1] + "•••"
+    return f"{part[0]}•••{part[-1]}"
+
+
+_HEX = re.compile(r"#([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+
+
+def readable_on(colour: str) -> str:
+    """White or near-black, whichever reads better on ``colour`` (WCAG contrast ratio)."""
+    luminance = _luminance(colour)
+    white = 1.05 / (luminance + 0.05)
+    black = (luminance + 0.05) / (_luminance("#111111") + 0.05)
+    return "#ffffff" if white >= black else "#111111"
+
+
+def _luminance(colour: str) -> float:
+    match = _HEX.fullmatch(colour)
+    if match is None:
+        return 0.0
+    digits = match.group(1)
+    if len(digits) == 3:
+        digits = "".join(d * 2 for d in digits)
+    channels = [int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def form_value(form: Mapping[str, str], name: str, limit: int) -> str:
+    """A trimmed form field, cut at ``limit`` characters (longer input is never legitimate)."""
+    return str(form.get(name, ""))[:limit].strip()

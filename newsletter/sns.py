@@ -233,7 +233,7 @@ class SnsVerifier:
                  clock: Callable[[], dt.datetime] | None = None):
         self.topic_arns = frozenset(topic_arns)
         self.certificate_host = re.compile(certificate_host)
-        self.certificates = certificates or CERTIFICATES
+        self.certificates = CERTIFICATES if certificates is None else certificates
         self.max_age = max_age
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 

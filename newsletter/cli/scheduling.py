@@ -61,8 +61,9 @@ def scheduled(env: Env) -> None:
 @pass_env
 def scheduler(env: Env, once: bool, interval: float | None) -> None:
     """Send scheduled issues at their time (runs until SIGTERM/Ctrl-C, or --once)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.getLogger("newsletter").setLevel(logging.INFO)
     report = run_scheduler(env.settings, once=once, interval=interval)
     if once and (report.held or report.missed):
         raise SystemExit(EXIT_PROBLEM)

@@ -206,7 +206,7 @@ class Sns:
             "TopicArn": topic,
             "Message": message if isinstance(message, str) else json.dumps(message),
             "Timestamp": timestamp or sns_time(),
-            "SigningCertURL": cert_url or self.host.cert_url,
+            "SigningCertURL": self.host.cert_url if cert_url is None else cert_url,
             "UnsubscribeURL": f"{self.host.url}/?Action=Unsubscribe&SubscriptionArn={topic}:1",
         }
         if subject is not None:

@@ -90,9 +90,19 @@ def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
                 rows = export_csv(store, out)
             extra = {}
         seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
-            "peak_rss_mb": peak, **extra}
+            "peak_rss_mb": peak_rss_mb(), **extra}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Linux keeps ru_maxrss across exec (it would report the parent's
+    peak), so prefer VmHWM, which starts afresh with the new program."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:

@@ -64,6 +64,8 @@ def main() -> None:
         ids = populate(settings, args.subscribers)
         paths = [f"/unsubscribe/{make_token(settings, Purpose.UNSUBSCRIBE, i, ISSUE)}"
                  for i in ids[:requests]]
+        print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+              "(other work on the machine lowers every figure)")
         with serving(root, settings, args.threads, args.profile) as (url, pid):
             warm_up(url)
             cpu_before, started = cpu_seconds(pid), time.perf_counter()
@@ -101,9 +103,10 @@ def populate(settings: Settings, count: int) -> list[int]:
         for start in range(0, count, 10_000):
             with bulk.batch(store) as batch:
                 stamp = batch.timestamp(utcnow())
-                batch.insert([(f"reader{n}@example{n % 97}.org", f"reader{n}@example{n % 97}.org",
-                               f"Reader {n}", "{}", "[]", "active", "bench", "bench", stamp,
-                               stamp, stamp, None) for n in range(start, min(count, start + 10_000))])
+                batch.insert([(address, address, f"Reader {n}", "{}", "[]", "active", "bench",
+                               "bench", stamp, stamp, stamp, None)
+                              for n in range(start, min(count, start + 10_000))
+                              for address in [f"reader{n}@example{n % 97}.org"]])
         with store.engine.connect() as connection:
             ids = list(connection.scalars(select(Subscriber.id).order_by(Subscriber.id)))
     print(f"{len(ids):,} subscribers in {time.perf_counter() - started:.1f}s")
@@ -136,9 +139,8 @@ def serving(root: Path, settings: Settings, threads: int,
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
-    lines = sum(1 for _ in open(root / "access.log", "rb"))
-    shutil.copy(root / "access.log", "/tmp/bench-access.log")
-    print(f"access log: {lines:,} lines")
+    with open(root / "access.log", "rb") as log:
+        print(f"access log: {sum(1 for _ in log):,} lines")
 
 
 def warm_up(url: str) -> None:

@@ -54,6 +54,7 @@ from newsletter.sns import (
     SnsVerifier,
     load_json,
     parse_message,
+    parse_time,
 )
 from newsletter.store import Store
 from newsletter.store.events import Applied, Event, EventLog, EventType
@@ -157,12 +158,9 @@ def _key(word: str, message_id: str | None, body: Mapping[str, Any]) -> str:
 def _occurred(body: Mapping[str, Any], mail: Mapping[str, Any]) -> dt.datetime:
     """When it happened: the event's own timestamp, else the message's, else now."""
     for value in (body.get("timestamp"), mail.get("timestamp")):
-        if isinstance(value, str):
-            try:
-                moment = dt.datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+        moment = parse_time(value) if isinstance(value, str) else None
+        if moment is not None:
+            return moment
     return dt.datetime.now(dt.UTC)
 
 

@@ -159,6 +159,9 @@ def check_encoding(path: Path, encoding: str) -> None:
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as error:
+                    if lines == 1 and chunk[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                        raise ImportFileError(f"{path} is UTF-16 (Excel's \"Unicode text\"): "
+                                              "pass --encoding utf-16") from None
                     line = lines + chunk.count(b"\n", 0, error.start)
                     raise ImportFileError(
                         f"{path}: line {line}: not valid {encoding} (byte "

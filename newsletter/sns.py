@@ -129,12 +129,21 @@ def load_json(text: bytes | str, what: str) -> Any:
         raise MalformedEvent(f"{what} is not JSON: {str(error)[:80]}") from None
 
 
-def _timestamp(text: str) -> dt.datetime:
+def parse_time(text: str) -> dt.datetime | None:
+    """An ISO 8601 time as an aware UTC datetime (naive means UTC); None if it is not one."""
     try:
         moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedEvent(f"SNS Timestamp {text[:40]!r} is not an ISO 8601 time") from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+        return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(
+            dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved by an offset
+        return None
+
+
+def _timestamp(text: str) -> dt.datetime:
+    moment = parse_time(text)
+    if moment is None:
+        raise MalformedEvent(f"SNS Timestamp {text[:40]!r} is not an ISO 8601 time")
+    return moment
 
 
 def canonical_string(message: SnsMessage) -> bytes:
@@ -222,6 +231,14 @@ def _certificate(pem: bytes, url: str) -> x509.Certificate:
 CERTIFICATES = CertificateCache()  # the process-wide cache used unless one is passed
 
 
+def _algorithm(message: SnsMessage) -> hashes.HashAlgorithm:
+    """The hash its SignatureVersion names (checked before any certificate is fetched)."""
+    version = message.fields["SignatureVersion"]
+    if version not in HASHES:
+        raise UntrustedMessage(f"unknown SignatureVersion {version[:10]!r}", reason="signature")
+    return HASHES[version]()
+
+
 # ---------------------------------------------------------------- verifying
 
 
@@ -253,7 +270,7 @@ class SnsVerifier:
             raise UntrustedMessage(f"SigningCertURL {url[:200]} is not on a trusted host",
                                    reason="certificate host")
         self._check_age(message.timestamp)
-        self._check_signature(message, self.certificates.get(url))
+        self._check_signature(message, _algorithm(message), self.certificates.get(url))
 
     def trusted_url(self, url: str) -> bool:
         """An https URL, without user info, on a host matching ``certificate_host``."""
@@ -272,12 +289,8 @@ class SnsVerifier:
             raise UntrustedMessage(f"SNS message of {timestamp.isoformat()} is stale or from "
                                    "the future", reason="stale")
 
-    def _check_signature(self, message: SnsMessage, certificate: x509.Certificate) -> None:
-        algorithm = HASHES.get(message.fields["SignatureVersion"])
-        if algorithm is None:
-            raise UntrustedMessage("unknown SignatureVersion "
-                                   f"{message.fields['SignatureVersion'][:10]!r}",
-                                   reason="signature")
+    def _check_signature(self, message: SnsMessage, algorithm: hashes.HashAlgorithm,
+                         certificate: x509.Certificate) -> None:
         now = self.clock()
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
             raise UntrustedMessage("the signing certificate has expired", reason="certificate")
@@ -285,7 +298,7 @@ class SnsVerifier:
         assert isinstance(key, rsa.RSAPublicKey)  # checked when it was cached
         try:
             signature = base64.b64decode(message.fields["Signature"], validate=True)
-            key.verify(signature, canonical_string(message), padding.PKCS1v15(), algorithm())
+            key.verify(signature, canonical_string(message), padding.PKCS1v15(), algorithm)
         except (InvalidSignature, binascii.Error, ValueError):
             raise UntrustedMessage("the SNS signature does not match", reason="signature") from None
 

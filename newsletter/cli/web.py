@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
 
 from newsletter.cli import Env, pass_env
+from newsletter.config import Settings
 
 THREADS = 8  # waitress worker threads: requests handled at once (each may wait on the database)
 SERVE_HELP = ("Put it behind a reverse proxy that terminates TLS at base_url, and set "
@@ -38,11 +40,9 @@ def serve(env: Env, host: str, port: int, threads: int) -> None:
     # proxies waitress drops those headers before the app sees them.
     server = waitress.create_server(app, host=host, port=port, threads=threads, ident=None,
                                     clear_untrusted_proxy_headers=not settings.trusted_proxies)
-    bound = f"http://{_url_host(host)}:{server.effective_port}"  # type: ignore[union-attr]
-    click.echo(f"serving {settings.name} on {bound}/ (public address {settings.base_url}/)")
-    click.echo(f"{threads} threads, trusted proxies: {settings.trusted_proxies}; Ctrl+C stops")
-    if settings.trusted_proxies == 0 and host not in ("127.0.0.1", "::1", "localhost"):
-        click.echo(f"note: {SERVE_HELP}", err=True)
+    _announce(settings, f"http://{_url_host(host)}:{server.effective_port}", host, threads)
+    # SIGTERM (systemd, docker stop) ends the loop like Ctrl+C, so queued sign-ups are finished.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run()
     except KeyboardInterrupt:
@@ -50,6 +50,13 @@ def serve(env: Env, host: str, port: int, threads: int) -> None:
     finally:
         server.close()
         close_app(app)
+
+
+def _announce(settings: Settings, bound: str, host: str, threads: int) -> None:
+    click.echo(f"serving {settings.name} on {bound}/ (public address {settings.base_url}/)")
+    click.echo(f"{threads} threads, trusted proxies: {settings.trusted_proxies}; Ctrl+C stops")
+    if settings.trusted_proxies == 0 and host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"note: {SERVE_HELP}", err=True)
 
 
 def _log_to_stderr() -> None:
@@ -61,6 +68,9 @@ def _log_to_stderr() -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # waitress warns "Task queue depth is N" whenever requests wait for a thread: under a burst
+    # of one-click POSTs that is thousands of lines saying the server is busy, which it knows.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def _url_host(host: str) -> str:

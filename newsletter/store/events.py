@@ -33,10 +33,10 @@ from enum import StrEnum
 from typing import Any, cast
 
 from sqlalchemy import (
-    CursorResult,
     ForeignKey,
     Index,
     String,
+    Table,
     distinct,
     func,
     select,
@@ -118,6 +118,9 @@ class EventRecord(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
 
 
+EVENTS = cast(Table, EventRecord.__table__)
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     delivery_id: int
@@ -186,14 +189,13 @@ class EventLog:
 
     def _insert(self, session: Session, event: Event, target: _Target | None) -> bool:
         """Insert the row unless its key is known; True if it was new."""
-        statement = (postgresql.insert if self.postgres else sqlite.insert)(EventRecord).values(
+        statement = (postgresql.insert if self.postgres else sqlite.insert)(EVENTS).values(
             event_key=event.key, type=str(event.type), occurred_at=event.occurred_at,
             received_at=utcnow(), message_id=event.message_id, detail=dict(event.detail),
             issue=target and target.issue, delivery_id=target and target.delivery_id,
             subscriber_id=target and target.subscriber_id,
-        ).on_conflict_do_nothing(index_elements=["event_key"])
-        result = cast(CursorResult[Any], session.execute(statement))
-        return result.rowcount == 1
+        ).on_conflict_do_nothing(index_elements=["event_key"]).returning(EVENTS.c.id)
+        return session.execute(statement).first() is not None
 
     def _consequence(self, session: Session, event: Event, subscriber: Subscriber,
                      issue: str) -> None:

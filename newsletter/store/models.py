@@ -8,6 +8,7 @@ AUTOINCREMENT), so a ledger row can never end up pointing at a different person.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -186,7 +187,7 @@ class StoreMeta(Base):
 _TITLES = frozenset({"dr", "prof", "mr", "mrs", "ms", "mx", "mag", "ing", "dipl", "sir", "dame"})
 
 
-def first_name(name: str, attributes: dict[str, str]) -> str:
+def first_name(name: str, attributes: Mapping[str, str]) -> str:
     """The first name to greet someone by: ``first_name`` attribute, else from the name."""
     if attributes.get("first_name", "").strip():
         return attributes["first_name"].strip()

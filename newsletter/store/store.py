@@ -56,7 +56,7 @@ class Recipient:
 
     @property
     def first_name(self) -> str:
-        return first_name(self.name, dict(self.attributes))
+        return first_name(self.name, self.attributes)
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,10 @@ SECURITY_HEADERS = {
 }
 
 
-class WebApp(Flask):
-    """Flask with every template autoescaped (ours end in .html.j2, which Flask would not
-    escape by default) and undefined names an error, not an empty string."""
-
-    jinja_options = {"autoescape": True, "undefined": jinja2.StrictUndefined,
-                     "trim_blocks": True, "lstrip_blocks": True}
+# Every template autoescaped (ours end in .html.j2, which Flask would not escape by default);
+# an undefined name is an error, not an empty string.
+JINJA_OPTIONS = {"autoescape": True, "undefined": jinja2.StrictUndefined, "trim_blocks": True,
+                 "lstrip_blocks": True}
 
 
 def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
@@ -47,7 +45,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
 
     ConfigError at once, not at the first request, when no secret key is set."""
     make_token(settings, Purpose.UNSUBSCRIBE, 0)
-    app = WebApp(__name__, template_folder=str(settings.templates_dir), static_folder=None)
+    app = Flask(__name__, template_folder=str(settings.templates_dir), static_folder=None)
+    app.jinja_options = {**app.jinja_options, **JINJA_OPTIONS}
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     owns = store is None
     app.extensions["newsletter"] = Context(settings, store or Store.open(settings.database_url),

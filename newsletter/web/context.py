@@ -24,6 +24,7 @@ class Context:
     per_address: RateLimiter = field(default_factory=lambda: RateLimiter(PER_ADDRESS))
     signups: Background = field(default_factory=Background)
     archive: Archive = field(init=False)
+    stamps: dict[tuple[str, tuple[tuple[str, bool], ...]], str] = field(default_factory=dict)
     _transport: Transport | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 

@@ -6,9 +6,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import current_app, render_template
+from flask import Response, current_app, render_template
+from markupsafe import escape
 from werkzeug.exceptions import BadRequest
-from werkzeug.wrappers import Response
 
 from newsletter.web.context import Context
 
@@ -23,6 +23,26 @@ def page(template: str, status: int = 200, **values: Any) -> Response:
     """A page from ``templates/web/``, as a response with ``status``."""
     return Response(render_template(f"web/{template}", **values), status,
                     mimetype="text/html")
+
+
+def stamped_page(template: str, **values: str | None) -> Response:
+    """Like ``page``, for a hot page whose values only fill slots (the template tests them for
+    truth, nothing else): rendered by Jinja once per template and set of present values, with
+    markers in the slots, then filled by substitution. The one-click unsubscribe answer thus
+    costs a few µs instead of ~150 µs of template rendering."""
+    key = (template, tuple(sorted((name, bool(value)) for name, value in values.items())))
+    stamps = context().stamps
+    skeleton = stamps.get(key)
+    if skeleton is None:
+        marked = {name: _MARK.format(name) if value else value for name, value in values.items()}
+        skeleton = stamps[key] = render_template(f"web/{template}", **marked)
+    for name, value in values.items():
+        if value:
+            skeleton = skeleton.replace(_MARK.format(name), escape(value))
+    return Response(skeleton, 200, mimetype="text/html")
+
+
+_MARK = "\x1a{}\x1a"  # a control character no template or value contains
 
 
 class Refusal(BadRequest):

@@ -14,9 +14,8 @@ import datetime as dt
 import json
 import math
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
-from werkzeug.wrappers import Response
 
 from newsletter.addresses import parse_address
 from newsletter.errors import AddressSuppressed, InvalidAddress, InvalidToken, InvalidValue

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, request, url_for
-from werkzeug.wrappers import Response
+from flask import Blueprint, Response, request
 
-from newsletter.errors import InvalidToken, SubscriberNotFound
-from newsletter.store import Status, Store, Subscriber
+from newsletter.errors import InvalidToken
+from newsletter.store import Status, Subscriber
 from newsletter.tokens import Purpose, Token, read_token
-from newsletter.web.pages import Refusal, context, mask_address, page
+from newsletter.web import leaving
+from newsletter.web.leaving import Standing
+from newsletter.web.pages import Refusal, context, mask_address, page, stamped_page
 from newsletter.web.signing import UNDO_MAX_AGE, sign, unsign
 
 blueprint = Blueprint("unsubscribe", __name__)
@@ -47,11 +48,12 @@ def confirm_page(token: str) -> Response:
 def unsubscribe(token: str) -> Response:
     """RFC 8058 one-click, or the page's button: unsubscribe now, answer 200, offer undo."""
     claim = verified(token)
-    reason = BY_PAGE if _form_field("via") == "page" else BY_ONE_CLICK
-    subscriber = leave(context().store, claim, reason)
+    reason = BY_PAGE if _from_our_page() else BY_ONE_CLICK
+    subscriber = leaving.unsubscribe(context().store, claim.subscriber_id, reason=reason,
+                                     issue=claim.issue)
     undo = undo_token(subscriber) if subscriber is not None and undoable(subscriber) else None
-    return page("unsubscribed.html.j2", masked=_masked(subscriber), undo=undo,
-                undo_url=url_for(".undo", token=token))
+    return stamped_page("unsubscribed.html.j2", masked=_masked(subscriber), undo=undo,
+                        undo_url=f"{request.path}/undo")
 
 
 @blueprint.post("/unsubscribe/<token>/undo")
@@ -80,37 +82,32 @@ def verified(token: str) -> Token:
         raise Refusal("400.html.j2", reason="link") from None
 
 
-def leave(store: Store, claim: Token, reason: str) -> Subscriber | None:
-    """Unsubscribe ``claim``'s subscriber; idempotent. A bounce or complaint already on record is
-    kept (it says more than "unsubscribed"); an erased subscriber needs nothing (None)."""
-    subscriber = store.get(claim.subscriber_id)
-    if subscriber is None or subscriber.status.suppressed:
-        return subscriber
-    try:
-        return store.set_status(subscriber.id, Status.UNSUBSCRIBED, reason=reason,
-                                issue=claim.issue)
-    except SubscriberNotFound:  # erased between the two statements
-        return None
-
-
-def undoable(subscriber: Subscriber) -> bool:
+def undoable(subscriber: Standing | Subscriber) -> bool:
     """Only an unsubscribe made through our links may be undone from the page."""
     return subscriber.status is Status.UNSUBSCRIBED and subscriber.status_reason in UNDOABLE
 
 
-def undo_token(subscriber: Subscriber) -> str:
+def undo_token(subscriber: Standing | Subscriber) -> str:
     return sign(context().settings, "undo", _undo_value(subscriber))
 
 
-def _undo_value(subscriber: Subscriber) -> str:
+def _undo_value(subscriber: Standing | Subscriber) -> str:
     """Names the subscriber and the very unsubscribe (its time, to the microsecond)."""
     when = subscriber.unsubscribed_at
     micros = (when - _EPOCH) // dt.timedelta(microseconds=1) if when else 0
     return f"{subscriber.id}:{micros}"
 
 
-def _masked(subscriber: Subscriber | None) -> str | None:
+def _masked(subscriber: Standing | Subscriber | None) -> str | None:
     return mask_address(subscriber.email) if subscriber is not None else None
+
+
+def _from_our_page() -> bool:
+    """True for our page's button (``via=page``, form-encoded); mailbox providers send only
+    ``List-Unsubscribe=One-Click``. Reads the raw body: cheaper than parsing a form."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return False
+    return b"via=page" in request.get_data(cache=True).split(b"&")
 
 
 def _form_field(name: str) -> str:

@@ -116,7 +116,7 @@ class CertHost:
 
 def _handler(host: CertHost) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 -- the name http.server calls
+        def do_GET(self) -> None:
             host.requests.append(self.path)
             if self.path.startswith("/SimpleNotificationService-"):
                 self._answer(200, host.pem, "application/x-pem-file")

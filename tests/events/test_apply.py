@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from newsletter.errors import DatabaseError
 from newsletter.events import Applied, Event, EventType, parse_ses_event
 from newsletter.store import Status, Store
 from newsletter.store.events import EventLog, EventRecord
-from tests.events.conftest import ISSUE, READERS, Recipient, send_issue, ses
+from newsletter.store.models import Base
+from tests.events.conftest import ISSUE, READERS, Recipient, send_issue, ses, sns_time
 
 ANA, JAN, MARIA, ELENI = READERS
 
@@ -24,6 +28,11 @@ def apply(store: Store, name: str, recipient: Recipient, limit: int = 3,
         section, key = path.split("__")
         document[section][key] = value
     return EventLog(store, soft_bounce_limit=limit).apply(parse_ses_event(document))
+
+
+def soon(minutes: int) -> str:
+    """An SES time ``minutes`` from now: soft bounces count from when the subscriber joined."""
+    return sns_time(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes))
 
 
 def status_of(store: Store, email: str) -> Status:
@@ -72,14 +81,12 @@ def test_other_events_are_recorded_against_the_delivery_only(
 
 
 def test_soft_bounces_suppress_after_the_limit(store: Store, sent: dict[str, Recipient]) -> None:
-    later = {}
-    for n, issue in enumerate(("2025-05-a", "2025-06-b")):
-        later[issue] = send_issue(store, [JAN], issue)[JAN]
-    apply(store, "identity/bounce-transient", sent[JAN])
-    apply(store, "event/bounce-transient", later["2025-05-a"])
+    later = {issue: send_issue(store, [JAN], issue)[JAN] for issue in ("2025-05-a", "2025-06-b")}
+    apply(store, "identity/bounce-transient", sent[JAN], bounce__timestamp=soon(1))
+    apply(store, "event/bounce-transient", later["2025-05-a"], bounce__timestamp=soon(2))
     assert status_of(store, JAN) is Status.ACTIVE
     apply(store, "identity/bounce-transient", later["2025-06-b"],
-          bounce__feedbackId="third", bounce__timestamp="2025-06-15T10:00:00.000Z")
+          bounce__feedbackId="third", bounce__timestamp=soon(3))
     jan = store.get_by_email(JAN)
     assert jan is not None and jan.status is Status.BOUNCED
     assert jan.status_reason == "3 soft bounces in a row" and jan.status_issue == "2025-06-b"
@@ -89,7 +96,7 @@ def test_soft_bounces_of_one_message_count_once(store: Store,
                                                 sent: dict[str, Recipient]) -> None:
     for n in range(3):
         apply(store, "identity/bounce-transient", sent[JAN], limit=2,
-              bounce__feedbackId=f"retry-{n}")
+              bounce__feedbackId=f"retry-{n}", bounce__timestamp=soon(n))
     assert status_of(store, JAN) is Status.ACTIVE
 
 
@@ -97,11 +104,22 @@ def test_a_delivery_forgives_earlier_soft_bounces(store: Store,
                                                   sent: dict[str, Recipient]) -> None:
     second = send_issue(store, [JAN], "2025-05-a")[JAN]
     third = send_issue(store, [JAN], "2025-06-b")[JAN]
-    apply(store, "identity/bounce-transient", sent[JAN], limit=2)  # 2025-04-15
-    apply(store, "identity/delivery", second, limit=2,
-          delivery__timestamp="2025-05-15T09:00:00.000Z")
+    apply(store, "identity/bounce-transient", sent[JAN], limit=2, bounce__timestamp=soon(1))
+    apply(store, "identity/delivery", second, limit=2, delivery__timestamp=soon(2))
     apply(store, "identity/bounce-transient", third, limit=2,
-          bounce__feedbackId="x", bounce__timestamp="2025-06-15T09:00:00.000Z")
+          bounce__feedbackId="x", bounce__timestamp=soon(3))
+    assert status_of(store, JAN) is Status.ACTIVE
+    fourth = send_issue(store, [JAN], "2025-07-c")[JAN]
+    apply(store, "identity/bounce-transient", fourth, limit=2,
+          bounce__feedbackId="y", bounce__timestamp=soon(4))
+    assert status_of(store, JAN) is Status.BOUNCED
+
+
+def test_soft_bounces_from_before_a_comeback_are_forgotten(
+        store: Store, sent: dict[str, Recipient]) -> None:
+    apply(store, "identity/bounce-transient", sent[JAN], limit=2, bounce__timestamp=soon(-60))
+    second = send_issue(store, [JAN], "2025-05-a")[JAN]
+    apply(store, "identity/bounce-transient", second, limit=2, bounce__timestamp=soon(1))
     assert status_of(store, JAN) is Status.ACTIVE
 
 
@@ -192,3 +210,35 @@ def test_a_database_failure_is_ours_and_records_nothing(store: Store,
     with store.engine.begin() as connection:
         connection.execute(text("ALTER TABLE events_elsewhere RENAME TO events"))
         assert connection.scalar(select(func.count()).select_from(EventRecord)) == 0
+
+
+def test_concurrent_redeliveries_apply_once(store: Store, sent: dict[str, Recipient]) -> None:
+    event = parse_ses_event(ses("identity/bounce-permanent", sent[ANA].message_id))
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: EventLog(store).apply(event), range(16)))
+    assert outcomes.count(Applied.APPLIED) == 1 and outcomes.count(Applied.DUPLICATE) == 15
+    assert len(rows(store)) == 1 and status_of(store, ANA) is Status.BOUNCED
+
+
+def test_concurrent_soft_bounces_are_all_counted(store: Store,
+                                                 sent: dict[str, Recipient]) -> None:
+    messages = [sent[JAN]] + [send_issue(store, [JAN], f"2025-0{n}-x")[JAN] for n in (5, 6)]
+    events = []
+    for n, recipient in enumerate(messages):
+        document = ses("identity/bounce-transient", recipient.message_id)
+        document["bounce"] |= {"feedbackId": f"soft-{n}", "timestamp": soon(n + 1)}
+        events.append(parse_ses_event(document))
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(EventLog(store, soft_bounce_limit=3).apply, events))
+    assert status_of(store, JAN) is Status.BOUNCED
+
+
+def test_the_migration_builds_exactly_the_model(store: Store) -> None:
+    def ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        return table is None or table.name == "events"
+
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={
+            "compare_type": True, "include_object": ours})
+        assert compare_metadata(context, Base.metadata) == []

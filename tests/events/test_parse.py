@@ -72,6 +72,19 @@ def test_the_event_time_is_the_event_s_own() -> None:
                                                                 tzinfo=dt.UTC)
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00",
+                                   "yesterday", "", "2025-04-15T09:31:07.412+02:00"])
+def test_odd_times_fall_back_and_are_always_utc(stamp: str) -> None:
+    document = ses("event/open")
+    document["open"]["timestamp"] = stamp
+    occurred = parse_ses_event(document).occurred_at
+    assert occurred.utcoffset() == dt.timedelta(0)
+    if stamp.endswith("+02:00"):
+        assert occurred == dt.datetime(2025, 4, 15, 7, 31, 7, 412000, tzinfo=dt.UTC)
+    else:  # the message's own time
+        assert occurred == dt.datetime(2025, 4, 15, 9, 31, 5, tzinfo=dt.UTC)
+
+
 def test_undetermined_bounces_are_soft_and_not_spam_reports_are_no_complaint() -> None:
     document = ses("identity/bounce-permanent")
     document["bounce"]["bounceType"] = "Undetermined"
@@ -139,16 +152,21 @@ JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20)
+ZONES = st.sampled_from([None, dt.UTC, dt.timezone(dt.timedelta(hours=14)),
+                         dt.timezone(dt.timedelta(hours=-12))])
+TIMES = st.datetimes(timezones=ZONES).map(dt.datetime.isoformat) | st.text(max_size=30)
 WORDS = st.sampled_from(["Bounce", "Complaint", "Delivery", "Send", "Reject", "Open", "Click",
                          "DeliveryDelay", "Rendering Failure", "Subscription", "Nonsense"])
 SES_LIKE = st.fixed_dictionaries(
     {"eventType": WORDS},
-    optional={"mail": st.fixed_dictionaries({}, optional={"messageId": JSON, "timestamp": JSON}),
-              "bounce": st.dictionaries(st.sampled_from(
-                  ["bounceType", "bounceSubType", "bouncedRecipients", "timestamp",
-                   "feedbackId"]), JSON),
-              "complaint": JSON, "delivery": JSON, "send": JSON, "reject": JSON, "open": JSON,
-              "click": st.dictionaries(st.sampled_from(["link", "timestamp"]), JSON),
+    optional={"mail": st.fixed_dictionaries({}, optional={
+                  "messageId": st.just(MID) | JSON, "timestamp": TIMES | JSON}),
+              "bounce": st.fixed_dictionaries({}, optional={
+                  "bounceType": st.sampled_from(["Permanent", "Transient"]) | JSON,
+                  "bouncedRecipients": JSON, "timestamp": TIMES, "feedbackId": JSON}),
+              "complaint": JSON, "delivery": JSON, "send": JSON, "reject": JSON,
+              "open": st.fixed_dictionaries({"timestamp": TIMES}),
+              "click": st.dictionaries(st.sampled_from(["link", "timestamp"]), TIMES),
               "deliveryDelay": JSON})
 
 

@@ -70,6 +70,13 @@ def test_a_file_in_the_wrong_encoding_is_refused_whole(store, tmp_path):
     assert store.get_by_email("jose@example.org").name == "José"
 
 
+def test_a_utf16_file_is_recognised(store, tmp_path):
+    path = write(tmp_path, "email\tname\nanna@example.org\tAnna\n", encoding="utf-16")
+    with pytest.raises(ImportFileError, match="--encoding utf-16"):
+        import_csv(store, path)
+    assert import_csv(store, path, ImportOptions(encoding="utf-16")).added == 1
+
+
 @pytest.mark.parametrize(("body", "message"), [
     ("", "is empty"),
     ("\n\n", "is empty"),

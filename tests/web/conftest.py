@@ -11,6 +11,7 @@ import pytest
 import waitress
 from flask import Flask
 from flask.testing import FlaskClient
+from waitress import wasyncore
 
 from newsletter.config import Settings
 from newsletter.store import Status, Store, Subscriber
@@ -69,12 +70,15 @@ def add(store: Store) -> Callable[..., Subscriber]:
 @pytest.fixture
 def server(app: Flask) -> Iterator[str]:
     """The app on waitress on a free loopback port; yields its base URL."""
-    running = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, ident=None)
+    running: Any = waitress.create_server(app, host="127.0.0.1", port=0, threads=4, ident=None)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{running.effective_port}"  # type: ignore[union-attr]
-    running.close()
+    yield f"http://127.0.0.1:{running.effective_port}"
+    # Close every socket from the server's own loop thread, which then ends (its map is empty).
+    running.trigger.pull_trigger(lambda: wasyncore.close_all(running._map))
     thread.join(timeout=10)
+    running.task_dispatcher.shutdown()
+    assert not thread.is_alive()
 
 
 def path_of(url: str, settings: Settings) -> str:

@@ -40,10 +40,11 @@ def run_scheduler(settings: Settings, *, once: bool = False, interval: float | N
             first = runner.run_pass()
             if once:
                 return first
+            every = interval or settings.schedule_interval
             jobs = schedule.Scheduler()
-            jobs.every(interval or settings.schedule_interval).seconds.do(runner.run_pass)
-            log.info("scheduler %s: a pass every %ss", runner.holder,
-                     interval or settings.schedule_interval)
+            # Annotated as int, but schedule takes fractions of a second (a timedelta inside).
+            jobs.every(every).seconds.do(runner.run_pass)  # type: ignore[arg-type]
+            log.info("scheduler %s: a pass every %ss", runner.holder, every)
             while not stop.is_set():
                 jobs.run_pending()
                 stop.wait(max(0.1, min(1.0, jobs.idle_seconds or 1.0)))

@@ -190,3 +190,15 @@ def test_unschedule_and_listing(settings, store):
 def test_zone_names_round_trip(settings, store):
     row = put(settings, store, "2025-12-24 18:00 America/New_York")
     assert local(row) == dt.datetime(2025, 12, 24, 18, 0, tzinfo=ZoneInfo("America/New_York"))
+
+
+def test_status_shows_the_schedule(settings, store, workspace, monkeypatch):
+    from click.testing import CliRunner
+
+    from newsletter.cli import main
+
+    put(settings, store, "2025-10-06 09:00 Europe/Sofia")
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", settings.database_url)
+    result = CliRunner().invoke(main, ["--config", str(workspace / "newsletter.toml"),
+                                       "status", SLUG])
+    assert "schedule: scheduled for 2025-10-06 09:00 EEST" in result.output

@@ -68,7 +68,7 @@ def _register() -> None:
 
     for module in (issues, subscribers, sending, scheduling, web, events):
         for command in module.COMMANDS:
-            main.add_command(command)  # type: ignore[arg-type]
+            main.add_command(command)
 
 
 _register()

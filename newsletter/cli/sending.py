@@ -14,6 +14,7 @@ from newsletter.cli.issues import issue_folder
 from newsletter.content import load_issue
 from newsletter.errors import NewsletterError
 from newsletter.render import render_issue
+from newsletter.scheduling import local
 from newsletter.sending import (
     Progress,
     SendOptions,
@@ -27,6 +28,7 @@ from newsletter.sending import (
 from newsletter.store import Status, Store
 from newsletter.store.events import EventLog
 from newsletter.store.ledger import Ledger
+from newsletter.store.schedules import Schedules
 from newsletter.transports import make_transport
 
 CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest would get "
@@ -150,10 +152,15 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         send_row = ledger.send(slug)
         counts, errors, timing = (ledger.counts(slug), ledger.errors(slug), ledger.timing(slug))
         reported = EventLog(store).summary(slug)
+        scheduled = Schedules(store).get(slug)
     state = ("not sent" if send_row is None else
              "in progress or interrupted" if counts["queued"] or counts["sending"] else
              "complete")
-    report = {"issue": slug, "state": state, "planned": send_row.planned if send_row else 0,
+    schedule = None if scheduled is None else {
+        "state": scheduled.state, "send_at": local(scheduled).isoformat(),
+        "note": scheduled.note}
+    report = {"issue": slug, "state": state, "schedule": schedule,
+              "planned": send_row.planned if send_row else 0,
               "counts": counts, "errors": [{"error": e, "count": n} for e, n in errors],
               "planned_at": send_row.created_at.isoformat() if send_row else None,
               "first_claimed": _iso(timing["first_claimed"]),
@@ -162,6 +169,9 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{slug}: {state}")
+    if scheduled:
+        note = f" — {scheduled.note}" if scheduled.note else ""
+        click.echo(f"schedule: {scheduled.state} for {local(scheduled):%Y-%m-%d %H:%M %Z}{note}")
     if send_row:
         click.echo(f"planned {report['planned']} on {report['planned_at']}")
         click.echo(_counts_line(counts))

@@ -137,7 +137,7 @@ def test_newsletter_serve_runs_waitress_and_logs_json(workspace, tmp_path, datab
             assert response.status == 200
         assert store.get(subscriber.id).status is Status.UNSUBSCRIBED
     finally:
-        server.send_signal(signal.SIGINT)
+        server.send_signal(signal.SIGTERM)  # stops cleanly, like Ctrl+C
         _, errors = server.communicate(timeout=30)
     assert server.returncode == 0, errors
     lines = [json.loads(line) for line in errors.splitlines() if line.startswith("{")]

@@ -34,6 +34,10 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/render.py
+	$(BIN)/python bench/message.py
+	$(BIN)/python bench/send.py --quick
+	$(BIN)/python bench/web.py
+	$(BIN)/python bench/import.py
 
 clean:
 	rm -rf $(VENV) out outbox .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ import click
 from newsletter.cli import Env, pass_env
 from newsletter.config import Settings
 
-THREADS = 8  # waitress worker threads: requests handled at once (each may wait on the database)
+THREADS = 16  # waitress worker threads: requests handled at once (each may wait on the database)
 SERVE_HELP = ("Put it behind a reverse proxy that terminates TLS at base_url, and set "
               "trusted_proxies to the number of proxies in front so the client address "
               "(rate limits, consent records, logs) is read from X-Forwarded-For.")
@@ -60,9 +60,9 @@ def _announce(settings: Settings, bound: str, host: str, threads: int) -> None:
 
 
 def _log_to_stderr() -> None:
-    from newsletter.web.access import JsonLines
+    from newsletter.web.access import BatchedLines, JsonLines
 
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchedLines(sys.stderr)
     handler.setFormatter(JsonLines())
     logger = logging.getLogger("newsletter")
     logger.addHandler(handler)

@@ -10,9 +10,10 @@ import datetime as dt
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import IO, Any
 
 from werkzeug.wsgi import ClosingIterator
 
@@ -81,3 +82,48 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+class BatchedLines(logging.Handler):
+    """Writes formatted records to a stream in batches, at most ``interval`` seconds late.
+
+    Why: a ``StreamHandler`` writes and flushes every line, and in a threaded server each
+    write is a system call plus a GIL hand-over, which costs more (~0.15 ms under load) than
+    the rest of the log line. One write per batch keeps access logs cheap during a burst of
+    one-click unsubscribes. Remaining lines are written on ``close`` (``logging.shutdown`` at
+    exit); a killed process loses at most ``interval`` seconds of log."""
+
+    def __init__(self, stream: IO[str], interval: float = 0.25):
+        super().__init__()
+        self.stream, self.interval = stream, interval
+        self._lines: list[str] = []
+        self._guard = threading.Lock()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(target=self._run, name="newsletter-log", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self._guard:
+            self._lines.append(line)
+
+    def flush(self) -> None:
+        with self._guard:
+            lines, self._lines = self._lines, []
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._writer.join(timeout=5)
+        self.flush()
+        super().close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.flush()

@@ -10,6 +10,7 @@ from newsletter.store import Store
 from newsletter.transports import Transport, make_transport
 from newsletter.web.archive import Archive
 from newsletter.web.background import Background
+from newsletter.web.leaving import Leaving
 from newsletter.web.limits import PER_ADDRESS, PER_CLIENT, RateLimiter
 
 
@@ -24,12 +25,14 @@ class Context:
     per_address: RateLimiter = field(default_factory=lambda: RateLimiter(PER_ADDRESS))
     signups: Background = field(default_factory=Background)
     archive: Archive = field(init=False)
+    leaving: Leaving = field(init=False)
     stamps: dict[tuple[str, tuple[tuple[str, bool], ...]], str] = field(default_factory=dict)
     _transport: Transport | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.archive = Archive(self.settings, self.store)
+        self.leaving = Leaving(self.store)
 
     def transport(self) -> Transport:
         """The configured transport, made on first use (SES clients are costly) and shared."""

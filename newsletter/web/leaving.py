@@ -1,23 +1,29 @@
-"""The one write on the hot path of one-click unsubscribe, as a single ``UPDATE … RETURNING``.
+"""The one write on the hot path of one-click unsubscribe: ``UPDATE … RETURNING``, batched.
 
 ``Store.set_status`` loads the subscriber through the ORM, locks it and flushes: ~2 ms of Python
 per call, which alone caps one-click unsubscribes at a few hundred a second. Mailbox providers
-send these POSTs in bursts after a large send, so this path does the same change in one
-prepared statement (~0.2 ms): a subscriber who is active or pending becomes ``unsubscribed``
-with the reason and issue recorded, exactly the columns ``Store.set_status`` would write. A
-bounce or complaint already on record is kept (it says more). Candidate for the store itself
-(``Store.unsubscribe``); it is dialect-neutral Core SQL (RETURNING: SQLite ≥ 3.35, PostgreSQL).
+send these POSTs in bursts after a large send, so this path makes the same change with one
+prepared statement: a subscriber who is active or pending becomes ``unsubscribed`` with the
+reason and issue recorded, exactly the columns ``Store.set_status`` writes. A bounce or a
+complaint already on record is kept (it says more). Dialect-neutral Core SQL (RETURNING:
+SQLite ≥ 3.35, PostgreSQL); a candidate for the store itself (``Store.unsubscribe``).
+
+Concurrent requests share transactions ("group commit"): the thread that gets the writer's
+turn runs every unsubscribe queued so far in one transaction, and each request returns only
+once the transaction holding its change has committed. Why: SQLite admits one writer at a
+time, threads racing for its lock sleep in its busy handler (1, 2, 5 … 100 ms), and in a
+threaded server every transaction costs several GIL hand-overs; one transaction per burst
+instead of one per request more than halves the server's CPU per unsubscribe under load.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import threading
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from newsletter.store import Status, Store, Subscriber
 from newsletter.store.models import utcnow
@@ -46,31 +52,56 @@ class Standing:
     unsubscribed_at: dt.datetime | None
 
 
-def unsubscribe(store: Store, subscriber_id: int, *, reason: str,
-                issue: str | None) -> Standing | None:
-    """Unsubscribe one subscriber now; idempotent. None if there is no such subscriber (erased).
+@dataclass(slots=True)
+class _Request:
+    values: dict[str, Any]
+    done: bool = False
+    standing: Standing | None = None
+    error: BaseException | None = None
 
-    An id beyond any database integer is nobody, too (only a correctly signed token gets here,
-    but the check costs nothing)."""
-    if not 0 < subscriber_id < 2**63:
-        return None
-    values: dict[str, Any] = {"b_id": subscriber_id, "b_reason": reason, "b_issue": issue,
-                              "b_now": utcnow()}
-    with _writing(store), store.writer.begin() as connection:
-        row = connection.execute(_LEAVE, values).first()
-        if row is None:
-            row = connection.execute(_STANDING, {"b_id": subscriber_id}).first()
+
+class Leaving:
+    """Unsubscribes for one store, grouped into shared transactions under concurrency."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._queue: list[_Request] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()  # one writing thread at a time
+
+    def unsubscribe(self, subscriber_id: int, *, reason: str,
+                    issue: str | None) -> Standing | None:
+        """Unsubscribe one subscriber; returns once committed. Idempotent. None if there is
+        no such subscriber (erased, or an id no database holds)."""
+        if not 0 < subscriber_id < 2**63:
+            return None
+        request = _Request({"b_id": subscriber_id, "b_reason": reason, "b_issue": issue,
+                            "b_now": utcnow()})
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._turn:
+            if not request.done:  # nobody took it along: write everything queued so far
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._write(batch)
+        if request.error is not None:
+            raise request.error
+        return request.standing
+
+    def _write(self, batch: list[_Request]) -> None:
+        try:
+            with self.store.writer.begin() as connection:
+                standings = [_leave(connection, request.values) for request in batch]
+        except BaseException as error:
+            for request in batch:
+                request.error, request.done = error, True
+            return
+        for request, standing in zip(batch, standings, strict=True):
+            request.standing, request.done = standing, True
+
+
+def _leave(connection: Connection, values: dict[str, Any]) -> Standing | None:
+    row = connection.execute(_LEAVE, values).first()
+    if row is None:  # already left, bounced, complained, or erased
+        row = connection.execute(_STANDING, {"b_id": values["b_id"]}).first()
     return Standing(row[0], row[1], Status(row[2]), row[3], row[4]) if row else None
-
-
-_SQLITE_WRITER = threading.Lock()
-
-
-def _writing(store: Store) -> contextlib.AbstractContextManager[Any]:
-    """On SQLite, one writer at a time in this process, queued on a lock. SQLite admits one
-    writer anyway; threads that race for its lock instead sleep in its busy handler (1, 2, 5,
-    10 … 100 ms, growing), which under a burst of POSTs turned a 0.3 ms write into a p99 of
-    100+ ms. PostgreSQL locks rows, so its writers run side by side."""
-    if store.engine.dialect.name == "sqlite":
-        return _SQLITE_WRITER
-    return contextlib.nullcontext()

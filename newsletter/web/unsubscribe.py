@@ -16,7 +16,6 @@ from flask import Blueprint, Response, request
 from newsletter.errors import InvalidToken
 from newsletter.store import Status, Subscriber
 from newsletter.tokens import Purpose, Token, read_token
-from newsletter.web import leaving
 from newsletter.web.leaving import Standing
 from newsletter.web.pages import Refusal, context, mask_address, page, stamped_page
 from newsletter.web.signing import UNDO_MAX_AGE, sign, unsign
@@ -49,8 +48,8 @@ def unsubscribe(token: str) -> Response:
     """RFC 8058 one-click, or the page's button: unsubscribe now, answer 200, offer undo."""
     claim = verified(token)
     reason = BY_PAGE if _from_our_page() else BY_ONE_CLICK
-    subscriber = leaving.unsubscribe(context().store, claim.subscriber_id, reason=reason,
-                                     issue=claim.issue)
+    subscriber = context().leaving.unsubscribe(claim.subscriber_id, reason=reason,
+                                               issue=claim.issue)
     undo = undo_token(subscriber) if subscriber is not None and undoable(subscriber) else None
     return stamped_page("unsubscribed.html.j2", masked=_masked(subscriber), undo=undo,
                         undo_url=f"{request.path}/undo")

@@ -69,11 +69,15 @@ def main() -> None:
         with serving(root, settings, args.threads, args.profile) as (url, pid):
             warm_up(url)
             cpu_before, started = cpu_seconds(pid), time.perf_counter()
+            client_before = time.process_time()
             latencies, failures, posted = fire(url, paths, args.concurrency, args.seconds)
             elapsed = time.perf_counter() - started
+            client = time.process_time() - client_before
             cpu = [after - before for after, before in zip(cpu_seconds(pid), cpu_before,
                                                            strict=True)]
         report(latencies, failures, elapsed, cpu, args)
+        print(f"client CPU: {client / elapsed:.0%} of one core; the machine has "
+              f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
         lost, extra = verify(settings, ids[:posted], ids[posted:])
         print(f"verified: {posted - lost:,} of {posted:,} posted subscribers unsubscribed "
               f"(lost {lost}), {extra} others changed")

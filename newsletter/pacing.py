@@ -31,7 +31,8 @@ class RateLimiter:
                  sleep: Callable[[float], None] = time.sleep):
         self.clock, self.sleep = clock, sleep
         self._lock = threading.Lock()
-        self._recent: collections.deque[float] = collections.deque()
+        self._recent: collections.deque[float] = collections.deque()  # planned slots
+        self._departed: collections.deque[float] = collections.deque()  # actual departures
         self._last = -math.inf
         self._slowed_at = -math.inf
         self.rate = self.target = rate
@@ -47,12 +48,26 @@ class RateLimiter:
             self._window = max(1, math.floor(rate)) if rate else 0
 
     def acquire(self) -> None:
-        """Wait for this caller's slot."""
+        """Wait for this caller's slot, then for a free place among the real departures."""
         if not self._rate:
             return
         delay = self._reserve() - self.clock()
         if delay > 0:
             self.sleep(delay)
+        while (delay := self._depart()) > 0:  # woke late and others bunched up: wait our turn
+            self.sleep(delay)
+
+    def _depart(self) -> float:
+        """Record a departure now if fewer than ``rate`` left in the last second, else how long
+        to wait. Slots already keep this so; it matters only when threads wake late."""
+        with self._lock:
+            now = self.clock()
+            while self._departed and self._departed[0] <= now - 1.0:
+                self._departed.popleft()
+            if len(self._departed) >= self._window:
+                return self._departed[0] + 1.0 - now
+            self._departed.append(now)
+            return 0.0
 
     def _reserve(self) -> float:
         with self._lock:

@@ -109,3 +109,21 @@ def test_backoff_is_jittered_and_capped():
     assert backoff(3, rand=lambda: 1.0) == 4.0
     assert backoff(20, rand=lambda: 1.0) == 30.0
     assert backoff(3, rand=lambda: 0.25) == 1.0
+
+
+@given(st.floats(min_value=1, max_value=500),
+       st.lists(st.floats(min_value=0, max_value=0.5), min_size=50, max_size=200))
+def test_oversleeping_callers_still_leave_within_the_rate(rate, oversleep):
+    """A thread that wakes late must not leave alongside the ones that woke on time."""
+    clock = Clock()
+    lateness = iter(oversleep * 4)
+    departures = []
+
+    def late_sleep(seconds):
+        clock.now += seconds + next(lateness, 0.0)
+
+    limiter = RateLimiter(rate, clock=clock, sleep=late_sleep)
+    for _ in range(len(oversleep)):
+        limiter.acquire()
+        departures.append(clock.now)
+    assert max_in_any_second(departures) <= max(1, int(rate))

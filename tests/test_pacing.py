@@ -113,17 +113,24 @@ def test_backoff_is_jittered_and_capped():
 
 @given(st.floats(min_value=1, max_value=500),
        st.lists(st.floats(min_value=0, max_value=0.5), min_size=50, max_size=200))
-def test_oversleeping_callers_still_leave_within_the_rate(rate, oversleep):
-    """A thread that wakes late must not leave alongside the ones that woke on time."""
+def test_callers_that_wake_late_still_leave_within_the_rate(rate, lateness):
+    """Many threads reserve slots at once; some wake late and would bunch up with the punctual
+    ones. Played in wake-up order on a fake clock, the departures stay within the rate."""
     clock = Clock()
-    lateness = iter(oversleep * 4)
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    wakes = sorted(limiter._reserve() + late for late in lateness)
     departures = []
-
-    def late_sleep(seconds):
-        clock.now += seconds + next(lateness, 0.0)
-
-    limiter = RateLimiter(rate, clock=clock, sleep=late_sleep)
-    for _ in range(len(oversleep)):
-        limiter.acquire()
+    for wake in wakes:
+        clock.now = max(clock.now, wake)
+        while (wait := limiter._depart()) > 0:
+            clock.now += wait
         departures.append(clock.now)
     assert max_in_any_second(departures) <= max(1, int(rate))
+
+
+def test_late_wake_ups_do_bunch_without_the_departure_check():
+    """The case the departure check exists for: planned slots alone would let 14 go in 1 s."""
+    limiter = RateLimiter(10, clock=Clock(), sleep=lambda seconds: None)
+    slots = [limiter._reserve() for _ in range(30)]
+    wakes = sorted(slot + (0.5 if n < 5 else 0.0) for n, slot in enumerate(slots))
+    assert max_in_any_second(wakes) > 10

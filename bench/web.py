@@ -1,7 +1,7 @@
 """One-click unsubscribe throughput of ``newsletter serve``: POSTs/s, latency, lost unsubscribes.
 
     .venv/bin/python bench/web.py [--subscribers 20000] [--requests 20000] [--concurrency 16]
-        [--threads 8] [--seconds 60] [--database-url URL] [--profile]
+        [--threads 16] [--seconds 60] [--database-url URL]
 
 Starts the real ``newsletter serve`` (waitress, JSON access logs to a file) as a child process
 on 127.0.0.1 over a fresh SQLite database of ``--subscribers`` active subscribers, then fires
@@ -10,8 +10,10 @@ subscriber each) from ``--concurrency`` keep-alive connections, at most ``--requ
 and for at most ``--seconds``. Prints requests/s, p50/p90/p99/max latency and the server's CPU
 use, then checks the database: every subscriber posted for must be unsubscribed ("one-click",
 with the issue), and nobody else. Target (issue 5): ≥ 1,000 req/s, p99 ≤ 50 ms, zero lost.
-``--profile`` runs the server under cProfile and prints where its time went. Nothing but
-127.0.0.1 is contacted.
+The server is one process, so one core's worth of Python (the GIL) bounds it; other work on
+the machine shows up as a lower "% of one core". To see where its time goes, sample it while
+the bench runs: ``.venv/bin/py-spy record --gil -p <pid>`` (py-spy is not a dependency).
+Nothing but 127.0.0.1 is contacted.
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--threads", type=int, default=16, help="waitress threads")
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    parser.add_argument("--profile", action="store_true", help="profile the server")
+    parser.add_argument("--database-url", help="default: a fresh SQLite file (a PostgreSQL "
+                        "URL must point at an empty database or schema)")
     args = parser.parse_args()
     requests = min(args.requests, args.subscribers)
     with tempfile.TemporaryDirectory(prefix="bench-web-") as folder:
@@ -66,23 +68,12 @@ def main() -> None:
                  for i in ids[:requests]]
         print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
               "(other work on the machine lowers every figure)")
-        with serving(root, settings, args.threads, args.profile) as (url, pid):
+        with serving(root, settings, args.threads) as (url, pid):
             warm_up(url)
-            cpu_before, started = cpu_seconds(pid), time.perf_counter()
-            client_before = time.process_time()
-            latencies, failures, posted = fire(url, paths, args.concurrency, args.seconds)
-            elapsed = time.perf_counter() - started
-            client = time.process_time() - client_before
-            cpu = [after - before for after, before in zip(cpu_seconds(pid), cpu_before,
-                                                           strict=True)]
-        report(latencies, failures, elapsed, cpu, args)
-        print(f"client CPU: {client / elapsed:.0%} of one core; the machine has "
-              f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
+            failures, posted = measure(url, pid, paths, args)
         lost, extra = verify(settings, ids[:posted], ids[posted:])
         print(f"verified: {posted - lost:,} of {posted:,} posted subscribers unsubscribed "
               f"(lost {lost}), {extra} others changed")
-        if args.profile:
-            print_profile(root / "serve.prof")
         if lost or extra or failures:
             sys.exit(1)
 
@@ -120,13 +111,10 @@ def populate(settings: Settings, count: int) -> list[int]:
 
 
 @contextmanager
-def serving(root: Path, settings: Settings, threads: int,
-            profile: bool) -> Iterator[tuple[str, int]]:
+def serving(root: Path, settings: Settings, threads: int) -> Iterator[tuple[str, int]]:
     """``newsletter serve --port 0`` as a child process; yields its URL and pid."""
     command = [sys.executable, "-m", "newsletter", "--config", str(root / "newsletter.toml"),
                "serve", "--host", "127.0.0.1", "--port", "0", "--threads", str(threads)]
-    if profile:
-        command[1:1] = ["-m", "cProfile", "-o", str(root / "serve.prof")]
     env = {**os.environ, **server_env(settings.database_url)}
     with open(root / "access.log", "wb") as log:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, cwd=root)
@@ -167,6 +155,21 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- the load
+
+
+def measure(url: str, pid: int, paths: list[str],
+            args: argparse.Namespace) -> tuple[int, int]:
+    """Fire the load and print the figures; returns (failures, paths posted)."""
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    client_before = time.process_time()
+    latencies, failures, posted = fire(url, paths, args.concurrency, args.seconds)
+    elapsed = time.perf_counter() - started
+    client = time.process_time() - client_before
+    cpu = [after - before for after, before in zip(cpu_seconds(pid), cpu_before, strict=True)]
+    report(latencies, failures, elapsed, cpu, args)
+    print(f"client CPU: {client / elapsed:.0%} of one core; the machine has "
+          f"{os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
+    return failures, posted
 
 
 def fire(url: str, paths: list[str], concurrency: int,
@@ -248,15 +251,6 @@ def verify(settings: Settings, posted: list[int], untouched: list[int]) -> tuple
         changed = connection.scalar(select(func.count()).where(
             Subscriber.status != Status.ACTIVE, Subscriber.id.not_in(posted)))
     return len(posted) - (done or 0), changed or 0
-
-
-def print_profile(path: Path) -> None:
-    import pstats
-
-    if path.exists():
-        pstats.Stats(str(path)).sort_stats("cumulative").print_stats(35)
-    else:
-        print("no profile written (the server did not exit cleanly)")
 
 
 if __name__ == "__main__":

@@ -17,21 +17,12 @@ from newsletter.config import Settings
 from newsletter.store import Store
 from newsletter.tokens import CONFIRM_MAX_AGE, Purpose, make_token
 from newsletter.web import archive_views, subscribe, unsubscribe
-from newsletter.web.access import AccessLog
+from newsletter.web.access import AccessLog, DefaultHeaders
 from newsletter.web.context import Context
 from newsletter.web.pages import context, page, readable_on
 
 MAX_BODY = 1024 * 1024  # bytes; SNS messages are at most 256 KB, forms far less
 ERROR_PAGES = {400: "400.html.j2", 404: "404.html.j2", 429: "429.html.j2"}
-SECURITY_HEADERS = {
-    # Token URLs must never leak to the sites our pages link to.
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                               "img-src 'self' https: data:; form-action 'self'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
-}
 
 
 # Every template autoescaped (ours end in .html.j2, which Flask would not escape by default);
@@ -56,18 +47,27 @@ def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/webhooks/ses", view_func=ses_webhook, methods=["POST"])
     app.register_error_handler(HTTPException, error_page)
-    app.after_request(security_headers)
+    _template_globals(app, settings)
+    _middleware(app, settings)
+    return app
+
+
+def _template_globals(app: Flask, settings: Settings) -> None:
     app.context_processor(lambda: {"settings": settings, "brand": settings.brand,
                                    "footer": settings.footer,
                                    "confirm_days": CONFIRM_MAX_AGE // 86400})
     app.jinja_env.filters.update(readable_on=readable_on,
                                  mail_address=lambda value: parseaddr(value)[1])
-    wsgi: Any = AccessLog(app.wsgi_app)
+
+
+def _middleware(app: Flask, settings: Settings) -> None:
+    """Access log and security headers; the client address from ``trusted_proxies`` hops of
+    X-Forwarded-For (and the scheme from X-Forwarded-Proto), never from anyone else."""
+    wsgi: Any = AccessLog(DefaultHeaders(app.wsgi_app))
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         wsgi = ProxyFix(wsgi, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
     app.wsgi_app = wsgi  # type: ignore[method-assign]
-    return app
 
 
 def close_app(app: Flask) -> None:
@@ -108,11 +108,4 @@ def error_page(error: HTTPException) -> Response:
     for name, value in error.get_headers():
         if name.lower() != "content-type":
             response.headers[name] = value
-    return response
-
-
-def security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -32,13 +32,13 @@ _TABLE = cast(Table, Subscriber.__table__)
 _COLUMNS = (_TABLE.c.id, _TABLE.c.email, _TABLE.c.status, _TABLE.c.status_reason,
             _TABLE.c.unsubscribed_at)
 _LEAVE = (update(_TABLE)
-          .where(_TABLE.c.id == bindparam("b_id"),
+          .where(_TABLE.c.id.in_(bindparam("b_ids", expanding=True)),
                  (_TABLE.c.status == Status.ACTIVE) | (_TABLE.c.status == Status.PENDING))
           .values(status=Status.UNSUBSCRIBED, status_reason=bindparam("b_reason"),
                   status_issue=bindparam("b_issue"), status_changed_at=bindparam("b_now"),
                   updated_at=bindparam("b_now"), unsubscribed_at=bindparam("b_now"))
           .returning(*_COLUMNS))
-_STANDING = select(*_COLUMNS).where(_TABLE.c.id == bindparam("b_id"))
+_STANDING = select(*_COLUMNS).where(_TABLE.c.id.in_(bindparam("b_ids", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,9 @@ class Standing:
 
 @dataclass(slots=True)
 class _Request:
-    values: dict[str, Any]
+    subscriber_id: int
+    reason: str
+    issue: str | None
     done: bool = False
     standing: Standing | None = None
     error: BaseException | None = None
@@ -75,8 +77,7 @@ class Leaving:
         no such subscriber (erased, or an id no database holds)."""
         if not 0 < subscriber_id < 2**63:
             return None
-        request = _Request({"b_id": subscriber_id, "b_reason": reason, "b_issue": issue,
-                            "b_now": utcnow()})
+        request = _Request(subscriber_id, reason, issue)
         with self._queue_lock:
             self._queue.append(request)
         with self._turn:
@@ -89,19 +90,31 @@ class Leaving:
         return request.standing
 
     def _write(self, batch: list[_Request]) -> None:
+        """One transaction for the batch; one UPDATE per (reason, issue) in it, usually one."""
+        groups: dict[tuple[str, str | None], list[_Request]] = {}
+        for request in batch:
+            groups.setdefault((request.reason, request.issue), []).append(request)
         try:
             with self.store.writer.begin() as connection:
-                standings = [_leave(connection, request.values) for request in batch]
+                now = utcnow()
+                found = {key: _leave(connection, key, [r.subscriber_id for r in group], now)
+                         for key, group in groups.items()}
         except BaseException as error:
             for request in batch:
                 request.error, request.done = error, True
             return
-        for request, standing in zip(batch, standings, strict=True):
-            request.standing, request.done = standing, True
+        for key, group in groups.items():
+            for request in group:
+                request.standing, request.done = found[key].get(request.subscriber_id), True
 
 
-def _leave(connection: Connection, values: dict[str, Any]) -> Standing | None:
-    row = connection.execute(_LEAVE, values).first()
-    if row is None:  # already left, bounced, complained, or erased
-        row = connection.execute(_STANDING, {"b_id": values["b_id"]}).first()
-    return Standing(row[0], row[1], Status(row[2]), row[3], row[4]) if row else None
+def _leave(connection: Connection, key: tuple[str, str | None], ids: list[int],
+           now: dt.datetime) -> dict[int, Standing]:
+    """Unsubscribe ``ids``; how each of them stands now (erased ones are missing)."""
+    values: dict[str, Any] = {"b_ids": ids, "b_reason": key[0], "b_issue": key[1], "b_now": now}
+    rows = list(connection.execute(_LEAVE, values))
+    left = {row[0] for row in rows}
+    rest = [i for i in set(ids) if i not in left]  # already left, bounced, complained, erased
+    if rest:
+        rows += connection.execute(_STANDING, {"b_ids": rest})
+    return {row[0]: Standing(row[0], row[1], Status(row[2]), row[3], row[4]) for row in rows}

@@ -62,11 +62,11 @@ def undo(token: str) -> Response:
     store = context().store
     subscriber = store.get(claim.subscriber_id)
     value = unsign(context().settings, "undo", _form_field("undo"), UNDO_MAX_AGE)
-    if subscriber is not None and subscriber.status is Status.ACTIVE and value is not None \
-            and value.partition(":")[0] == str(subscriber.id):
+    if subscriber is None or value is None:
+        raise Refusal("400.html.j2", reason="undo")
+    if subscriber.status is Status.ACTIVE and value.partition(":")[0] == str(subscriber.id):
         return page("resubscribed.html.j2")  # pressed twice
-    if subscriber is None or value is None or value != _undo_value(subscriber) \
-            or not undoable(subscriber):
+    if value != _undo_value(subscriber) or not undoable(subscriber):
         raise Refusal("400.html.j2", reason="undo")
     store.set_status(subscriber.id, Status.ACTIVE, reason=BY_UNDO, issue=claim.issue,
                      resubscribe=True)
@@ -110,7 +110,7 @@ def _from_our_page() -> bool:
 
 
 def _form_field(name: str) -> str:
-    """A form field, or "" when the body is not a form we can read (RFC 8058 still applies)."""
+    """A form field, or "" when the body is not a form we can read."""
     try:
         return str(request.form.get(name, ""))[:2000]
     except ValueError:

@@ -124,7 +124,7 @@ def _progress_text(progress: Progress | None) -> str:
 def _print_report(report: SendReport, settings: Any, transport: str) -> None:
     click.echo(f"{report.issue}: {_counts_line(report.counts)}")
     click.echo(f"this run: {report.progress.sent} sent, {report.progress.failed} failed, "
-               f"{report.progress.skipped} skipped in {report.progress.elapsed:.1f}s")
+               f"{report.progress.skipped} skipped in {report.progress.elapsed:.2f} s")
     if report.recovered_unknown:
         click.echo(f"{report.recovered_unknown} messages were in flight when an earlier send "
                    "stopped: their fate is unknown and they were not resent. "

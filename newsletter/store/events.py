@@ -48,7 +48,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from newsletter.errors import DatabaseError
 from newsletter.store.ledger import Delivery, Id
 from newsletter.store.models import Base, JSONDocument, Status, Subscriber, UTCDateTime, utcnow
-from newsletter.store.store import Store, _change_status
+from newsletter.store.store import Store, change_status
 
 KEY_LENGTH = 64  # a SHA-256 in hex
 
@@ -204,13 +204,13 @@ class EventLog:
         if subscriber.status.suppressed:
             return
         if event.type is EventType.BOUNCED:
-            _change_status(subscriber, Status.BOUNCED, reason="hard bounce", issue=issue)
+            change_status(subscriber, Status.BOUNCED, reason="hard bounce", issue=issue)
         elif event.type is EventType.COMPLAINED:
-            _change_status(subscriber, Status.COMPLAINED, reason="spam complaint", issue=issue)
+            change_status(subscriber, Status.COMPLAINED, reason="spam complaint", issue=issue)
         elif event.type is EventType.SOFT_BOUNCED:
             bounces = self._soft_bounces(session, subscriber)
             if bounces >= self.soft_bounce_limit:
-                _change_status(subscriber, Status.BOUNCED,
+                change_status(subscriber, Status.BOUNCED,
                                reason=f"{bounces} soft bounces in a row", issue=issue)
 
     def _soft_bounces(self, session: Session, subscriber: Subscriber) -> int:

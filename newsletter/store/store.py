@@ -167,7 +167,7 @@ class Store:
             subscriber.name = clean_name(name) or subscriber.name
             subscriber.attributes = subscriber.attributes | clean_attributes(attributes or {})
             subscriber.tags = sorted(set(subscriber.tags) | set(clean_tags(tags)))
-            _change_status(subscriber, status, reason=f"added ({source})", issue=None)
+            change_status(subscriber, status, reason=f"added ({source})", issue=None)
         return subscriber
 
     def set_status(self, subscriber_id: int, status: Status, *, reason: str,
@@ -179,7 +179,7 @@ class Store:
             if subscriber.status.suppressed and not status.suppressed and not resubscribe:
                 raise _refusal(subscriber)
             if subscriber.status != status:
-                _change_status(subscriber, status, reason=reason, issue=issue)
+                change_status(subscriber, status, reason=reason, issue=issue)
         return subscriber
 
     def confirm(self, subscriber_id: int, *, ip: str | None = None,
@@ -190,7 +190,7 @@ class Store:
             if subscriber.status.suppressed:
                 raise _refusal(subscriber)
             if subscriber.status is Status.PENDING:
-                _change_status(subscriber, Status.ACTIVE, reason="confirmed", issue=None)
+                change_status(subscriber, Status.ACTIVE, reason="confirmed", issue=None)
                 subscriber.confirmed_at = subscriber.status_changed_at
                 session.add(Consent(subscriber=subscriber, method="confirmation link", ip=ip,
                                     evidence=evidence, given_at=subscriber.confirmed_at))
@@ -362,8 +362,10 @@ def _locked(session: Session, subscriber_id: int) -> Subscriber:
     return subscriber
 
 
-def _change_status(subscriber: Subscriber, status: Status, *, reason: str,
-                   issue: str | None) -> None:
+def change_status(subscriber: Subscriber, status: Status, *, reason: str,
+                  issue: str | None) -> None:
+    """Set a status with its reason and issue, inside the caller's session (events use it to
+    change a subscriber in the same transaction that records the event)."""
     now = utcnow()
     subscriber.status, subscriber.status_reason, subscriber.status_issue = status, reason, issue
     subscriber.status_changed_at = subscriber.updated_at = now

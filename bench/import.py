@@ -48,7 +48,11 @@ def generate(path: Path, rows: int, seed: int = 2025, ordered: bool = False) -> 
         writer = csv.writer(file)
         writer.writerow(["email", "name", "organisation", "country", "tags"])
         lines = _rows(rows, seed)
-        writer.writerows(sorted(lines, key=lambda row: row[0].lower()) if ordered else lines)
+        writer.writerows(sorted(lines, key=_address) if ordered else lines)
+
+
+def _address(row: list[str]) -> str:
+    return row[0].lower()
 
 
 def _rows(rows: int, seed: int) -> Iterator[list[str]]:

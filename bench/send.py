@@ -51,11 +51,12 @@ from typing import Any
 
 from newsletter.config import Settings, load_settings
 from newsletter.content import find_issue, load_issue
+from newsletter.importfile import INSERTED
 from newsletter.message import build_template
 from newsletter.pacing import RateLimiter
 from newsletter.render import RenderedIssue, render_issue
 from newsletter.sending import Dispatcher, Progress, SendOptions, content_hash, send_issue
-from newsletter.store import Store, bulk
+from newsletter.store import Status, Store, bulk
 from newsletter.store.ledger import Claim, Ledger, Outcome
 from newsletter.store.models import utcnow
 from newsletter.transports.base import Envelope, Transport
@@ -112,11 +113,11 @@ def add_subscribers(store: Store, count: int, batch_size: int = 10_000) -> None:
     with bulk.collector_paused():
         for start in range(0, count, batch_size):
             with bulk.batch(store) as batch:
-                stamp = batch.timestamp(utcnow())
-                batch.insert([(email, email, name, "{}", "[]", "active", "bench", "bench",
-                               stamp, stamp, stamp, None)
-                              for email, name, _ in map(person, range(start, min(
-                                  count, start + batch_size)))])
+                batch.insert_new([(email, email, name, "{}", "[]")
+                                  for email, name, _ in map(person, range(start, min(
+                                      count, start + batch_size)))],
+                                 INSERTED, batch.shared(utcnow(), status=Status.ACTIVE,
+                                                        reason="bench", source="bench"))
 
 
 class TimedLedger(Ledger):

@@ -36,6 +36,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from newsletter.config import Settings, load_settings
+from newsletter.importfile import INSERTED
 from newsletter.store import Status, Store, Subscriber, bulk
 from newsletter.store.models import utcnow
 from newsletter.tokens import Purpose, make_token
@@ -99,11 +100,11 @@ def populate(settings: Settings, count: int) -> list[int]:
     with Store.open(settings.database_url) as store, bulk.collector_paused():
         for start in range(0, count, 10_000):
             with bulk.batch(store) as batch:
-                stamp = batch.timestamp(utcnow())
-                batch.insert([(address, address, f"Reader {n}", "{}", "[]", "active", "bench",
-                               "bench", stamp, stamp, stamp, None)
-                              for n in range(start, min(count, start + 10_000))
-                              for address in [f"reader{n}@example{n % 97}.org"]])
+                batch.insert_new([(address, address, f"Reader {n}", "{}", "[]")
+                                  for n in range(start, min(count, start + 10_000))
+                                  for address in [f"reader{n}@example{n % 97}.org"]],
+                                 INSERTED, batch.shared(utcnow(), status=Status.ACTIVE,
+                                                        reason="bench", source="bench"))
         with store.engine.connect() as connection:
             ids = list(connection.scalars(select(Subscriber.id).order_by(Subscriber.id)))
     print(f"{len(ids):,} subscribers in {time.perf_counter() - started:.1f}s")

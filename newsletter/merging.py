@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from newsletter.importfile import INSERTED, Row
 from newsletter.store.bulk import Batch, Existing
-from newsletter.store.models import Status
+from newsletter.values import SUPPRESSED, Status
 
 
 class Outcome(StrEnum):
@@ -30,20 +31,6 @@ class Outcome(StrEnum):
     UNCHANGED = "unchanged"
     SUPPRESSED = "suppressed"
     DUPLICATE = "duplicates"
-
-
-@dataclass(slots=True)
-class Row:
-    """A valid row of an import file, already in canonical form."""
-
-    line: int
-    key: str
-    email: str
-    name: str
-    attributes: str  # a JSON object, keys sorted
-    tags: str  # a JSON array, sorted
-    status: Status | None  # from the file; None means "not given"
-    cells: list[str]  # as read, for the rejects file
 
 
 @dataclass(frozen=True)
@@ -55,12 +42,6 @@ class Policy:
     stamp: dt.datetime  # updated_at of every row this import writes: marks them "touched"
 
 
-@dataclass(slots=True)
-class _New:
-    row: Row
-    status: Status
-
-
 @dataclass(frozen=True)
 class BatchResult:
     counts: Counter[Outcome]
@@ -68,40 +49,98 @@ class BatchResult:
 
 
 def merge_batch(batch: Batch, rows: list[Row], policy: Policy) -> BatchResult:
-    """Apply one batch of rows against the database, inside the batch's transaction."""
-    keys = list(dict.fromkeys(row.key for row in rows))
-    may_change = policy.update or policy.resubscribe or any(row.status for row in rows)
-    state: dict[str, Existing | _New] = dict(batch.existing(keys, policy.stamp, full=may_change))
-    erased = batch.erased([key for key in keys if key not in state])
-    touched: dict[str, int] = {}  # key → line of the row that added or changed it
-    counts: Counter[Outcome] = Counter()
-    ignored: list[tuple[Row, str]] = []
+    """Apply one batch of rows against the database, inside the batch's transaction.
+
+    New addresses go in first and the database reports those it already had: its unique index
+    checks every key anyway, so an address new to the list costs no lookup of its own. Only the
+    addresses already there are looked up and merged row by row.
+    """
+    first: dict[str, Row] = {}  # the first row of each address, in file order
+    repeats: dict[str, list[Row]] = {}  # the later ones
     for row in rows:
-        current = state.get(row.key)
-        if current is None:  # the common case, kept short
-            if row.key in erased and not policy.resubscribe:
-                counts[Outcome.SUPPRESSED] += 1
-            else:
-                state[row.key] = _New(row, row.status or policy.status)
-                touched[row.key] = row.line
-                counts[Outcome.ADDED] += 1
-        elif row.key in touched or (isinstance(current, Existing) and current.touched):
+        if first.setdefault(row.key, row) is not row:
+            repeats.setdefault(row.key, []).append(row)
+    erased = batch.erased(first)
+    blocked = erased if not policy.resubscribe else set()
+    if blocked or (repeats and policy.update):
+        fresh = [_merged(row, repeats.get(key), policy) for key, row in first.items()
+                 if key not in blocked]
+    else:  # the common case: nothing to merge or leave out
+        fresh = list(first.values())
+    present = batch.insert_new(*_insertable(batch, fresh, policy))
+    batch.lift([key for key in erased if key not in blocked and key not in present])
+    counts: Counter[Outcome] = Counter()
+    counts[Outcome.ADDED] = len(fresh) - len(present)
+    ignored: list[tuple[Row, str]] = []
+    for key, later in repeats.items():
+        if key not in present and key not in blocked:  # added just now: the rest repeat it
+            counts[Outcome.DUPLICATE] += len(later)
+            if not policy.update:
+                ignored += [(row, _repeat(first[key].line)) for row in later]
+    for key in blocked:
+        counts[Outcome.SUPPRESSED] += 1 + len(repeats.get(key, ()))
+    if present:
+        _merge_present(batch, [(first[key], repeats.get(key)) for key in present], policy,
+                       counts, ignored)
+    ignored.sort(key=lambda pair: pair[0].line)
+    return BatchResult(counts, ignored)
+
+
+def _insertable(batch: Batch, rows: list[Row], policy: Policy) -> tuple[
+        list[tuple[Any, ...]], tuple[str, ...], dict[str, Any]]:
+    """The rows as Batch.insert_new takes them: values, their columns, the shared values."""
+    shared = batch.shared(policy.stamp, status=policy.status, reason="import",
+                          source=policy.source)
+    if not any(row.status for row in rows):  # the file gives no status: one for all
+        return [row[:5] for row in rows], INSERTED, shared
+    own = ("status", "unsubscribed_at")  # from each row's status
+    stopped = shared["status_changed_at"]
+    return ([(*row[:5], _VALUE[status], stopped if status in SUPPRESSED else None)
+             for row in rows for status in [row.status or policy.status]],
+            (*INSERTED, *own), {name: v for name, v in shared.items() if name not in own})
+
+
+def _merged(row: Row, later: list[Row] | None, policy: Policy) -> Row:
+    """The row to insert for a new address: its first row, with ``update`` its repeats too."""
+    if not later or not policy.update:
+        return row
+    merged = row
+    for repeat in later:
+        merged = merged._replace(
+            name=repeat.name or merged.name,
+            attributes=_dumps(json.loads(merged.attributes) | json.loads(repeat.attributes)),
+            tags=_dumps(sorted(set(json.loads(merged.tags)) | set(json.loads(repeat.tags)))),
+            status=repeat.status or merged.status)
+    return merged
+
+
+def _merge_present(batch: Batch, groups: list[tuple[Row, list[Row] | None]], policy: Policy,
+                   counts: Counter[Outcome], ignored: list[tuple[Row, str]]) -> None:
+    """Apply the rows of addresses already on the list, one after the other in file order."""
+    rows = [row for head, later in groups for row in (head, *(later or ()))]
+    rows.sort(key=lambda row: row.line)
+    may_change = policy.update or policy.resubscribe or any(row.status for row in rows)
+    state = batch.existing([head.key for head, _ in groups], policy.stamp, full=may_change)
+    changed: dict[str, int] = {}  # key → line of the row that changed it in this batch
+    for row in rows:
+        current = state[row.key]
+        if current.touched:  # added or changed earlier in this import
             counts[Outcome.DUPLICATE] += 1
             if policy.update:
                 _merge(current, row, policy)
-                touched.setdefault(row.key, row.line)
+                changed.setdefault(row.key, row.line)
             else:
-                first = touched.get(row.key)
-                ignored.append((row, "repeats an address earlier in the file"
-                                + (f" (line {first})" if first else "")))
+                line = changed.get(row.key)
+                ignored.append((row, _repeat(line)))
         else:
-            assert isinstance(current, Existing)
-            outcome = _existing(current, row, policy)
-            if outcome is Outcome.UPDATED:
-                touched[row.key] = row.line
-            counts[outcome] += 1
-    _write(batch, state, touched, erased, policy)
-    return BatchResult(counts, ignored)
+            counts[_existing(current, row, policy)] += 1
+            if current.touched:
+                changed[row.key] = row.line
+    batch.update([_update_row(state[key], policy) for key in changed])
+
+
+def _repeat(line: int | None) -> str:
+    return "repeats an address earlier in the file" + (f" (line {line})" if line else "")
 
 
 def _existing(current: Existing, row: Row, policy: Policy) -> Outcome:
@@ -117,15 +156,8 @@ def _existing(current: Existing, row: Row, policy: Policy) -> Outcome:
     return Outcome.UPDATED if current.touched else Outcome.UNCHANGED
 
 
-def _merge(current: Existing | _New, row: Row, policy: Policy) -> None:
-    """A duplicate under ``update``: later rows win, as if imported one after the other."""
-    if isinstance(current, _New):
-        new = current.row
-        new.name = row.name or new.name
-        new.attributes = _dumps(json.loads(new.attributes) | json.loads(row.attributes))
-        new.tags = _dumps(sorted(set(json.loads(new.tags)) | set(json.loads(row.tags))))
-        current.status = row.status or current.status
-        return
+def _merge(current: Existing, row: Row, policy: Policy) -> None:
+    """A repeat under ``update``: later rows win, as if imported one after the other."""
     if row.status and not (current.status.suppressed and not row.status.suppressed
                            and not policy.resubscribe):
         _set_status(current, row.status, policy)
@@ -151,23 +183,8 @@ def _set_status(current: Existing, status: Status, policy: Policy) -> None:
     current.touched = True
 
 
-def _write(batch: Batch, state: dict[str, Existing | _New], touched: dict[str, int],
-           erased: set[str], policy: Policy) -> None:
-    stamp, source = batch.timestamp(policy.stamp), policy.source
-    reason = "import"
-    new, changed = [], []
-    for key in touched:
-        entry = state[key]
-        if isinstance(entry, _New):
-            row, status = entry.row, entry.status
-            new.append((row.email, key, row.name, row.attributes, row.tags, status.value,
-                        reason, source, stamp, stamp, stamp,
-                        stamp if status.suppressed else None))
-        else:
-            changed.append(_update_row(entry, policy))
-    batch.lift([key for key in touched if key in erased])
-    batch.insert(new)
-    batch.update(changed)
+# The stored form of each status: enum attribute lookups cost more than the rest of a row.
+_VALUE = {status: status.value for status in Status}
 
 
 def _update_row(entry: Existing, policy: Policy) -> dict[str, Any]:

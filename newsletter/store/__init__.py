@@ -1,7 +1,8 @@
 """The managed subscriber list: models, the Store object, migrations (see DESIGN.md)."""
 
-from newsletter.store.models import SUPPRESSED, Consent, Status, Subscriber, Suppression
+from newsletter.store.models import Consent, Subscriber, Suppression
 from newsletter.store.store import Erasure, Recipient, Store
+from newsletter.values import SUPPRESSED, Status
 
 __all__ = ["SUPPRESSED", "Consent", "Erasure", "Recipient", "Status", "Store", "Subscriber",
            "Suppression"]

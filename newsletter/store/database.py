@@ -22,6 +22,10 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from newsletter.errors import ConfigError, DatabaseError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Every SQLite connection's settings (cache_size in KiB when negative, checkpoints in pages).
+SQLITE_PRAGMAS: dict[str, str | int] = {
+    "journal_mode": "WAL", "foreign_keys": "ON", "synchronous": "NORMAL",
+    "busy_timeout": 30_000, "cache_size": -32_000, "wal_autocheckpoint": 10_000}
 # Execution option that makes a SQLite transaction take the write lock up front.
 WRITE = "newsletter_write"
 UPGRADE_HINT = "run `newsletter db upgrade` (back the database up first)"
@@ -53,9 +57,8 @@ def _configure_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode = WAL", "foreign_keys = ON", "synchronous = NORMAL",
-                       "busy_timeout = 30000", "cache_size = -32000", "wal_autocheckpoint = 10000"):
-            cursor.execute(f"PRAGMA {pragma}")
+        for name, value in SQLITE_PRAGMAS.items():
+            cursor.execute(f"PRAGMA {name} = {value}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

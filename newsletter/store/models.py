@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from newsletter.values import NAME_LENGTH, SOURCE_LENGTH, Status
+
 # Deterministic constraint names, so migrations can refer to them on every dialect.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -36,32 +37,8 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-NAME_LENGTH, TAG_LENGTH, SOURCE_LENGTH = 200, 64, 200
 
 
-class Status(StrEnum):
-    """Where a subscriber stands. Only ``active`` subscribers are mailed.
-
-    pending       signed up, not yet confirmed (double opt-in)
-    active        receives the newsletter
-    unsubscribed  left through a link, the one-click button, an import or the CLI
-    bounced       the address hard-bounced
-    complained    the recipient marked a message as spam
-    """
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-
-    @property
-    def suppressed(self) -> bool:
-        """True for the statuses nobody may undo by accident (import, sign-up form, CLI add)."""
-        return self in SUPPRESSED
-
-
-SUPPRESSED = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
 # An OR chain, not IN (...): SQLite re-evaluates an IN list per inserted row, which cost a
 # third of bulk-import throughput when measured.
 STATUS_CHECK = " OR ".join(f"status = '{status}'" for status in Status)

@@ -31,16 +31,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.addresses import parse_address
 from newsletter.errors import AddressSuppressed, AlreadySubscribed, SubscriberNotFound
 from newsletter.store import database
-from newsletter.store.models import (
-    Consent,
-    Status,
-    Subscriber,
-    Suppression,
-    first_name,
-    utcnow,
-)
+from newsletter.store.models import Consent, Subscriber, Suppression, first_name, utcnow
 from newsletter.store.suppression import address_hash, load_pepper
-from newsletter.store.values import clean_attributes, clean_name, clean_tags
+from newsletter.values import Status, clean_attributes, clean_name, clean_tags
 
 ERASED = "erased"
 

@@ -20,9 +20,8 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 from newsletter.addresses import parse_address
 from newsletter.errors import AddressSuppressed, InvalidAddress, InvalidToken, InvalidValue
 from newsletter.store import Status, Subscriber
-from newsletter.store.models import NAME_LENGTH
-from newsletter.store.values import clean_name
 from newsletter.tokens import Purpose, read_token
+from newsletter.values import NAME_LENGTH, clean_name
 from newsletter.web.context import Context
 from newsletter.web.pages import Refusal, context, form_value, mask_address, page
 from newsletter.web.signing import form_token, form_token_valid, issued_at

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from newsletter.exports import export_csv, export_json
 from newsletter.imports import import_csv
 from newsletter.store import Status, Store
-from newsletter.store.values import attribute_name, clean_name, clean_tags
+from newsletter.values import attribute_name, clean_name, clean_tags
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
 ATTRIBUTE_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True).filter(

@@ -1,16 +1,45 @@
-"""Canonical forms of a subscriber's name, attributes and tags, shared by every way in.
+"""The subscriber vocabulary: statuses, and the canonical forms of a name, attributes and
+tags, shared by every way in (import, web form, CLI) and by the store's models.
 
 Canonical means idempotent: cleaning a cleaned value changes nothing, which is what makes an
-export → import → export round trip exact.
+export → import → export round trip exact. Nothing here needs the database, so the process that
+reads a large import file in parallel (newsletter.importfile) starts without SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 
 from newsletter.errors import InvalidValue
-from newsletter.store.models import NAME_LENGTH, TAG_LENGTH
+
+NAME_LENGTH, TAG_LENGTH, SOURCE_LENGTH = 200, 64, 200
+
+
+class Status(StrEnum):
+    """Where a subscriber stands. Only ``active`` subscribers are mailed.
+
+    pending       signed up, not yet confirmed (double opt-in)
+    active        receives the newsletter
+    unsubscribed  left through a link, the one-click button, an import or the CLI
+    bounced       the address hard-bounced
+    complained    the recipient marked a message as spam
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+    @property
+    def suppressed(self) -> bool:
+        """True for the statuses nobody may undo by accident (import, sign-up form, CLI add)."""
+        return self in SUPPRESSED
+
+
+SUPPRESSED = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
 
 VALUE_LENGTH = 1000
 MAX_ATTRIBUTES = 100

@@ -1,0 +1,417 @@
+"""Reading an import file: CSV rows turned into valid rows and rejected ones, in batches.
+
+A file that cannot be read as a whole (wrong encoding, no email column) is refused before
+anything is written; a bad row becomes a rejected row with its line number and reason.
+
+A large file is read by a child process while this one writes the previous batch to the
+database: reading (csv module, address check, JSON) is a third of an import's CPU time and the
+database writes hold the other core busy. The child runs this module (``python -m
+newsletter.importfile``) and sends each batch back as a marshal frame; nothing here imports
+SQLAlchemy, so the child starts in a few tens of milliseconds.
+
+Speed (see bench/import.py): the csv module streams the file, plain addresses skip
+email-validator (see newsletter.addresses), and JSON is assembled from pre-encoded keys.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import io
+import marshal
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring
+from pathlib import Path
+from typing import IO, Any, BinaryIO, NamedTuple
+
+import newsletter
+from newsletter.addresses import checked_key, quick_key
+from newsletter.errors import ImportFileError, InvalidAddress, InvalidValue
+from newsletter.values import (
+    MAX_ATTRIBUTES,
+    NAME_LENGTH,
+    RESERVED,
+    VALUE_LENGTH,
+    Status,
+    attribute_name,
+    clean_tags,
+)
+
+BATCH_SIZE = 20_000
+MAX_COLUMNS = MAX_ATTRIBUTES + len(RESERVED)
+# Columns a rejects file adds in front of the original ones; an import skips them, so a fixed
+# rejects file can be imported as it is.
+REJECT_COLUMNS = ("rejected_line", "rejected_reason")
+IGNORE = "-"
+HEADER_ALIASES = {
+    "email": {"email", "e_mail", "email_address", "e_mail_address", "mail", "emailaddress"},
+    "name": {"name", "full_name", "fullname", "display_name"},
+    "tags": {"tags", "tag"},
+    "status": {"status"},
+}
+# Our vocabulary, plus the words other tools export (Mailchimp's "subscribed", "cleaned", ...).
+STATUS_WORDS = {status.value: status for status in Status} | {
+    "subscribed": Status.ACTIVE, "confirmed": Status.ACTIVE, "unconfirmed": Status.PENDING,
+    "cleaned": Status.BOUNCED}
+ENCODING_HINT = ("save the file as UTF-8 (Excel: \"CSV UTF-8\") or name its encoding with "
+                 "--encoding, e.g. --encoding cp1252 for Excel on Windows")
+MAX_SHOWN = 100  # rejected rows kept in the report for display (all go to the rejects file)
+
+
+# Files this large are read by a child process (below that, starting it costs more than it saves).
+PARALLEL_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read the file and how to merge it (see newsletter.merging)."""
+
+    update: bool = False
+    resubscribe: bool = False
+    status: Status = Status.ACTIVE  # for rows without a status of their own
+    tags: tuple[str, ...] = ()  # added to every row
+    columns: Mapping[str, str] = field(default_factory=dict)  # header → field, or "-" to skip
+    encoding: str = "utf-8-sig"
+    delimiter: str | None = None  # None: guess from the header line (, ; tab |)
+    source: str | None = None  # default "import:<file name>"
+    batch_size: int = BATCH_SIZE
+
+
+class Row(NamedTuple):
+    """A valid row of an import file, already in canonical form. A tuple: it crosses from
+    the child process as one, a million of them are made at the speed of tuples, and its
+    first five fields (INSERTED) are the values an insert binds."""
+
+    email: str
+    key: str
+    name: str
+    attributes: str  # a JSON object, keys sorted
+    tags: str  # a JSON array, sorted
+    status: Status | None  # from the file; None means "not given"
+    line: int
+    cells: list[str]  # as read, for the rejects file
+
+
+INSERTED = ("email", "email_key", "name", "attributes", "tags")  # the columns of Row[:5]
+
+
+def new_row(values: tuple[Any, ...]) -> Row:
+    """Row(*values) without the Python-level call of a named tuple's constructor."""
+    row: Row = tuple.__new__(Row, values)
+    return row
+
+
+@dataclass(slots=True)
+class Chunk:
+    """A batch of an import file: its valid rows, its rejected ones and the bytes read so far."""
+
+    rows: list[Row]
+    rejected: list[tuple[int, str, list[str]]]  # line, reason, cells as read
+    position: int
+
+
+def layout_of(path: Path, options: ImportOptions) -> Layout:
+    """Check the file as a whole (encoding, header) before anything is imported."""
+    check_encoding(path, options.encoding)
+    with _reader(path, options) as (reader, _tell):
+        return read_layout(_header(reader, path), options)
+
+
+def chunks(path: Path, options: ImportOptions, *, parallel: bool | None = None) -> Iterator[Chunk]:
+    """The file in batches of ``options.batch_size`` rows; ``parallel`` reads it in a child
+    process (None: for files of PARALLEL_BYTES or more)."""
+    if parallel is None:
+        parallel = path.stat().st_size >= PARALLEL_BYTES
+    return _from_child(path, options) if parallel else read_chunks(path, options)
+
+
+def read_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
+    """The file in batches, read in this process."""
+    with _reader(path, options) as (reader, tell):
+        layout = read_layout(_header(reader, path), options)
+        yield from _chunks(reader, layout, options, tell)
+
+
+class _reader:
+    """A csv reader over the file, and how far into the file it has read."""
+
+    def __init__(self, path: Path, options: ImportOptions):
+        self.path, self.options = path, options
+
+    def __enter__(self) -> tuple[Any, Callable[[], int]]:
+        try:
+            self.raw = self.path.open("rb")
+        except OSError as error:
+            raise ImportFileError(f"cannot read {self.path}: {error.strerror}") from None
+        delimiter = self.options.delimiter or _guess_delimiter(self.raw)
+        self.text = io.TextIOWrapper(self.raw, encoding=self.options.encoding, newline="")
+        return csv.reader(self.text, delimiter=delimiter, strict=True), self.raw.tell
+
+    def __exit__(self, *_exc: object) -> None:
+        self.text.detach()
+        self.raw.close()
+
+
+def check_encoding(path: Path, encoding: str) -> None:
+    """Refuse a file that does not decode, before anything is imported, naming the line."""
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)()
+    except LookupError:
+        raise ImportFileError(f"unknown encoding {encoding!r}") from None
+    lines = 1
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as error:
+                    if lines == 1 and chunk[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                        raise ImportFileError(f"{path} is UTF-16 (Excel's \"Unicode text\"): "
+                                              "pass --encoding utf-16") from None
+                    line = lines + chunk.count(b"\n", 0, error.start)
+                    raise ImportFileError(
+                        f"{path}: line {line}: not valid {encoding} (byte "
+                        f"{chunk[error.start]:#04x}): {ENCODING_HINT}") from None
+                lines += chunk.count(b"\n")
+            decoder.decode(b"", final=True)
+    except OSError as error:
+        raise ImportFileError(f"cannot read {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path}: the file ends in the middle of a character: "
+                              f"{ENCODING_HINT}") from None
+
+
+def _guess_delimiter(raw: IO[bytes]) -> str:
+    first = raw.readline(64 * 1024)
+    raw.seek(0)
+    counts = {d: first.count(d.encode()) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def _header(reader: Any, path: Path) -> list[str]:
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                return list(row)
+    except csv.Error as error:
+        raise ImportFileError(
+            f"{path}: line {reader.line_num}: unreadable header ({error})") from None
+    raise ImportFileError(f"{path} is empty: expected a header line such as email,name")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each field is in a row of this file."""
+
+    header: list[str]
+    email: int
+    name: int | None
+    tags: int | None
+    status: int | None
+    attributes: tuple[tuple[int, str], ...]  # (column, attribute name), sorted by name
+
+
+def read_layout(header: list[str], options: ImportOptions) -> Layout:
+    """Map the header onto fields; ImportFileError if the file cannot be imported at all."""
+    if len(header) > MAX_COLUMNS:
+        raise ImportFileError(f"the header has {len(header):,} columns; at most {MAX_COLUMNS} "
+                              "are supported (email, name, tags, status and 100 attributes)")
+    mapping = {attribute_name(k): v.strip().lower() for k, v in options.columns.items()}
+    fields: dict[str, int] = {}
+    for index, title in enumerate(header):
+        name = attribute_name(title)
+        target = mapping.get(name) or _alias(name)
+        if not name or target == IGNORE or name in REJECT_COLUMNS:
+            continue
+        target = attribute_name(target) if target != IGNORE else target
+        if target in fields:
+            raise ImportFileError(f"columns {fields[target] + 1} and {index + 1} both give "
+                                  f"{target!r}: rename one or skip it with --map COLUMN=-")
+        fields[target] = index
+    if "email" not in fields:
+        raise ImportFileError(
+            f"no email column among {', '.join(repr(h) for h in header[:10])}: name it "
+            "'email' or map it, e.g. --map 'E-Mail Address=email'")
+    attributes = sorted((name, index) for name, index in fields.items() if name not in RESERVED)
+    return Layout(header, fields["email"], fields.get("name"), fields.get("tags"),
+                  fields.get("status"), tuple((index, name) for name, index in attributes))
+
+
+def _alias(name: str) -> str:
+    return next((field for field, names in HEADER_ALIASES.items() if name in names), name)
+
+
+def _chunks(reader: Any, layout: Layout, options: ImportOptions,
+            tell: Callable[[], int]) -> Iterator[Chunk]:
+    parse = _row_parser(layout, options)
+    width, previous = len(layout.header), reader.line_num
+    chunk = Chunk([], [], 0)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            lines = f" (lines {previous + 1}–{reader.line_num})" if (
+                reader.line_num > previous + 1) else ""
+            chunk.rejected.append((previous + 1, f"unreadable CSV{lines}: {error}; fix the "
+                                   "quoting and import these lines again", []))
+            previous = reader.line_num
+            continue
+        line, previous = previous + 1, reader.line_num
+        try:
+            row = parse(cells, line, width)
+        except (InvalidAddress, InvalidValue) as error:
+            chunk.rejected.append((line, str(error), cells))
+            continue
+        if row is not None:
+            chunk.rows.append(row)
+            if len(chunk.rows) + len(chunk.rejected) >= options.batch_size:
+                chunk.position = tell()
+                yield chunk
+                chunk = Chunk([], [], 0)
+    chunk.position = tell()
+    yield chunk
+
+
+def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], int, int],
+                                                                     Row | None]:
+    """A function turning cells into a Row (None for a blank line); bound once per file."""
+    email_at, name_at, tags_at, status_at = (layout.email, layout.name, layout.tags,
+                                             layout.status)
+    attributes = [(index, encode_basestring(name) + ":") for index, name in layout.attributes]
+    extra_tags = clean_tags(options.tags)
+    no_tags = _json_list(extra_tags)
+    known_tags: dict[str, str] = {}  # tag cells repeat: "police;training" is parsed once
+
+    def parse(cells: list[str], line: int, width: int) -> Row | None:
+        if len(cells) != width:
+            if not any(cell.strip() for cell in cells):
+                return None
+            if any(cell.strip() for cell in cells[width:]):
+                raise InvalidValue(f"the row has {len(cells):,} fields, the header {width}")
+            cells = (cells + [""] * width)[:width]
+        email = cells[email_at].strip()
+        key = quick_key(email)
+        if key is None:
+            if not email:
+                if not any(cell.strip() for cell in cells):
+                    return None
+                raise InvalidValue("no email address")
+            key = checked_key(email)
+        name = " ".join(cells[name_at].split()) if name_at is not None else ""
+        if len(name) > NAME_LENGTH:
+            raise InvalidValue(f"the name is longer than {NAME_LENGTH} characters")
+        parts = []
+        for index, prefix in attributes:
+            value = cells[index].strip()
+            if value:
+                if len(value) > VALUE_LENGTH:
+                    raise InvalidValue(f"a value is longer than {VALUE_LENGTH:,} characters")
+                parts.append(prefix + encode_basestring(value))
+        tags = no_tags
+        if tags_at is not None and (cell := cells[tags_at]):
+            tags = known_tags.get(cell) or _tags_json(cell, extra_tags, known_tags)
+        status = None
+        if status_at is not None and (word := cells[status_at].strip().lower()):
+            status = STATUS_WORDS.get(word)
+            if status is None:
+                raise InvalidValue(f"unknown status {word!r} (expected "
+                                   f"{', '.join(s.value for s in Status)})")
+        return new_row((email, key, name, "{" + ",".join(parts) + "}", tags, status, line, cells))
+
+    return parse
+
+
+def _tags_json(cell: str, extra_tags: list[str], known: dict[str, str]) -> str:
+    tags = _json_list(clean_tags([*clean_tags(cell), *extra_tags]))
+    if len(known) < 10_000:
+        known[cell] = tags
+    return tags
+
+
+def _json_list(items: list[str]) -> str:
+    return "[" + ",".join(encode_basestring(item) for item in items) + "]"
+
+
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def _from_child(path: Path, options: ImportOptions) -> Iterator[Chunk]:
+    """read_chunks() run by a child process: it reads the next batch while we write this one."""
+    root = str(Path(newsletter.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-m", "newsletter.importfile"], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert child.stdin and child.stdout and child.stderr
+    try:
+        child.stdin.write(pickle.dumps((path, options)))
+        child.stdin.close()
+        while (frame := _read_frame(child.stdout)) is not None:
+            if frame[0] == "end":
+                return
+            if frame[0] == "error":
+                raise ImportFileError(frame[1])
+            _, rows, rejected, position = frame
+            yield Chunk([_row(values) for values in rows], rejected, position)
+        child.wait()
+        raise RuntimeError(f"the process reading {path} stopped (exit code {child.returncode}):"
+                           f" {child.stderr.read().decode(errors='replace')[-2000:]}")
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
+
+
+def _row(values: tuple[Any, ...]) -> Row:
+    row = new_row(values)
+    return row if row.status is None else row._replace(status=Status(row.status))
+
+
+def _read_frame(stream: IO[bytes]) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        return None
+    size = int.from_bytes(head, "little")
+    data = stream.read(size)
+    return marshal.loads(data) if len(data) == size else None
+
+
+def _write_frame(stream: BinaryIO, frame: tuple[Any, ...]) -> None:
+    # marshal: plain tuples, lists and strings, three times faster than pickle both ways.
+    data = marshal.dumps(frame)
+    stream.write(len(data).to_bytes(8, "little"))
+    stream.write(data)
+
+
+def _child() -> None:
+    gc.disable()  # as in the parent (see store.bulk.collector_paused): rows form no cycles
+    path, options = pickle.load(sys.stdin.buffer)
+    out = sys.stdout.buffer
+    try:
+        for chunk in read_chunks(path, options):
+            # marshal takes plain tuples and strings, not named tuples and enum members
+            rows = [tuple(row) if row.status is None else (*row[:5], row.status.value, *row[6:])
+                    for row in chunk.rows]
+            _write_frame(out, ("rows", rows, chunk.rejected, chunk.position))
+    except ImportFileError as error:
+        _write_frame(out, ("error", str(error)))
+    else:
+        _write_frame(out, ("end",))
+    out.flush()
+
+
+if __name__ == "__main__":
+    _child()

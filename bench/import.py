@@ -47,8 +47,10 @@ def generate(path: Path, rows: int, seed: int = 2025, ordered: bool = False) -> 
     with path.open("w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(["email", "name", "organisation", "country", "tags"])
-        lines = _rows(rows, seed)
-        writer.writerows(sorted(lines, key=_address) if ordered else lines)
+        lines: list[list[str]] | Iterator[list[str]] = _rows(rows, seed)
+        if ordered:
+            lines = sorted(lines, key=_address)
+        writer.writerows(lines)
 
 
 def _address(row: list[str]) -> str:

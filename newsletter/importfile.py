@@ -25,6 +25,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -59,11 +60,13 @@ HEADER_ALIASES = {
 STATUS_WORDS = {status.value: status for status in Status} | {
     "subscribed": Status.ACTIVE, "confirmed": Status.ACTIVE, "unconfirmed": Status.PENDING,
     "cleaned": Status.BOUNCED}
+STATUS_VALUES = {word: status.value for word, status in STATUS_WORDS.items()}
 ENCODING_HINT = ("save the file as UTF-8 (Excel: \"CSV UTF-8\") or name its encoding with "
                  "--encoding, e.g. --encoding cp1252 for Excel on Windows")
 MAX_SHOWN = 100  # rejected rows kept in the report for display (all go to the rejects file)
 
 
+FIRST_BATCH = 5_000
 # Files this large are read by a child process (below that, starting it costs more than it saves).
 PARALLEL_BYTES = 4 << 20
 
@@ -101,17 +104,11 @@ class Row(NamedTuple):
 INSERTED = ("email", "email_key", "name", "attributes", "tags")  # the columns of Row[:5]
 
 
-def new_row(values: tuple[Any, ...]) -> Row:
-    """Row(*values) without the Python-level call of a named tuple's constructor."""
-    row: Row = tuple.__new__(Row, values)
-    return row
-
-
 @dataclass(slots=True)
 class Chunk:
     """A batch of an import file: its valid rows, its rejected ones and the bytes read so far."""
 
-    rows: list[Row]
+    rows: list[Any]  # Rows (plain tuples while _plain_chunks() reads them)
     rejected: list[tuple[int, str, list[str]]]  # line, reason, cells as read
     position: int
 
@@ -123,16 +120,36 @@ def layout_of(path: Path, options: ImportOptions) -> Layout:
         return read_layout(_header(reader, path), options)
 
 
-def chunks(path: Path, options: ImportOptions, *, parallel: bool | None = None) -> Iterator[Chunk]:
-    """The file in batches of ``options.batch_size`` rows; ``parallel`` reads it in a child
-    process (None: for files of PARALLEL_BYTES or more)."""
+@contextmanager
+def reading(path: Path, options: ImportOptions, *,
+            parallel: bool | None = None) -> Iterator[Iterator[Chunk]]:
+    """The file's batches of ``options.batch_size`` rows. ``parallel`` reads it in a child
+    process, started at once (None: for files of PARALLEL_BYTES or more)."""
     if parallel is None:
         parallel = path.stat().st_size >= PARALLEL_BYTES
-    return _from_child(path, options) if parallel else read_chunks(path, options)
+    if not parallel:
+        yield read_chunks(path, options)
+        return
+    child = start_reading(path, options)
+    assert child.stdout and child.stderr
+    try:
+        yield _from_child(child, path)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
 
 
 def read_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
     """The file in batches, read in this process."""
+    for chunk in _plain_chunks(path, options):
+        chunk.rows = [_row(values) for values in chunk.rows]
+        yield chunk
+
+
+def _plain_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
+    """Batches whose rows are still plain tuples (see _row_parser)."""
     with _reader(path, options) as (reader, tell):
         layout = read_layout(_header(reader, path), options)
         yield from _chunks(reader, layout, options, tell)
@@ -253,6 +270,9 @@ def _chunks(reader: Any, layout: Layout, options: ImportOptions,
     parse = _row_parser(layout, options)
     width, previous = len(layout.header), reader.line_num
     chunk = Chunk([], [], 0)
+    # Small batches first, doubling: the writer starts sooner, and when a child reads the
+    # file, it reads each batch while the writer is busy with the one before.
+    size = min(FIRST_BATCH, options.batch_size)
     while True:
         try:
             cells = next(reader)
@@ -273,17 +293,18 @@ def _chunks(reader: Any, layout: Layout, options: ImportOptions,
             continue
         if row is not None:
             chunk.rows.append(row)
-            if len(chunk.rows) + len(chunk.rejected) >= options.batch_size:
+            if len(chunk.rows) + len(chunk.rejected) >= size:
                 chunk.position = tell()
                 yield chunk
-                chunk = Chunk([], [], 0)
+                chunk, size = Chunk([], [], 0), min(2 * size, options.batch_size)
     chunk.position = tell()
     yield chunk
 
 
 def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], int, int],
-                                                                     Row | None]:
-    """A function turning cells into a Row (None for a blank line); bound once per file."""
+                                                                     tuple[Any, ...] | None]:
+    """A function turning cells into the values of a Row, status as a plain string (None for a
+    blank line); bound once per file. Plain values: the child process sends them as they are."""
     email_at, name_at, tags_at, status_at = (layout.email, layout.name, layout.tags,
                                              layout.status)
     attributes = [(index, encode_basestring(name) + ":") for index, name in layout.attributes]
@@ -291,7 +312,7 @@ def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], 
     no_tags = _json_list(extra_tags)
     known_tags: dict[str, str] = {}  # tag cells repeat: "police;training" is parsed once
 
-    def parse(cells: list[str], line: int, width: int) -> Row | None:
+    def parse(cells: list[str], line: int, width: int) -> tuple[Any, ...] | None:
         if len(cells) != width:
             if not any(cell.strip() for cell in cells):
                 return None
@@ -321,11 +342,11 @@ def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], 
             tags = known_tags.get(cell) or _tags_json(cell, extra_tags, known_tags)
         status = None
         if status_at is not None and (word := cells[status_at].strip().lower()):
-            status = STATUS_WORDS.get(word)
+            status = STATUS_VALUES.get(word)
             if status is None:
                 raise InvalidValue(f"unknown status {word!r} (expected "
                                    f"{', '.join(s.value for s in Status)})")
-        return new_row((email, key, name, "{" + ",".join(parts) + "}", tags, status, line, cells))
+        return (email, key, name, "{" + ",".join(parts) + "}", tags, status, line, cells)
 
     return parse
 
@@ -346,37 +367,40 @@ def _json_list(items: list[str]) -> str:
 # ---------------------------------------------------------------- the child process
 
 
-def _from_child(path: Path, options: ImportOptions) -> Iterator[Chunk]:
-    """read_chunks() run by a child process: it reads the next batch while we write this one."""
+def _from_child(child: subprocess.Popen[bytes], path: Path) -> Iterator[Chunk]:
+    assert child.stdout and child.stderr
+    while (frame := _read_frame(child.stdout)) is not None:
+        if frame[0] == "end":
+            return
+        if frame[0] == "error":
+            raise ImportFileError(frame[1])
+        _, rows, rejected, position = frame
+        del frame  # only one batch in memory at a time (so also `del chunk` in the caller)
+        chunk = Chunk([_row(values) for values in rows], rejected, position)
+        del rows
+        yield chunk
+        del chunk
+    child.wait()
+    raise RuntimeError(f"the process reading {path} stopped (exit code {child.returncode}): "
+                       f"{child.stderr.read().decode(errors='replace')[-2000:]}")
+
+
+def start_reading(path: Path, options: ImportOptions) -> subprocess.Popen[bytes]:
+    """Start the child process that reads ``path`` (it waits on its output pipe)."""
     root = str(Path(newsletter.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH")]))}
     child = subprocess.Popen([sys.executable, "-m", "newsletter.importfile"], env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-    assert child.stdin and child.stdout and child.stderr
-    try:
-        child.stdin.write(pickle.dumps((path, options)))
-        child.stdin.close()
-        while (frame := _read_frame(child.stdout)) is not None:
-            if frame[0] == "end":
-                return
-            if frame[0] == "error":
-                raise ImportFileError(frame[1])
-            _, rows, rejected, position = frame
-            yield Chunk([_row(values) for values in rows], rejected, position)
-        child.wait()
-        raise RuntimeError(f"the process reading {path} stopped (exit code {child.returncode}):"
-                           f" {child.stderr.read().decode(errors='replace')[-2000:]}")
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    assert child.stdin
+    child.stdin.write(pickle.dumps((path, options)))
+    child.stdin.close()
+    return child
 
 
 def _row(values: tuple[Any, ...]) -> Row:
-    row = new_row(values)
+    row: Row = tuple.__new__(Row, values)  # Row(*values) without a Python-level call
     return row if row.status is None else row._replace(status=Status(row.status))
 
 
@@ -401,11 +425,8 @@ def _child() -> None:
     path, options = pickle.load(sys.stdin.buffer)
     out = sys.stdout.buffer
     try:
-        for chunk in read_chunks(path, options):
-            # marshal takes plain tuples and strings, not named tuples and enum members
-            rows = [tuple(row) if row.status is None else (*row[:5], row.status.value, *row[6:])
-                    for row in chunk.rows]
-            _write_frame(out, ("rows", rows, chunk.rejected, chunk.position))
+        for chunk in _plain_chunks(path, options):
+            _write_frame(out, ("rows", chunk.rows, chunk.rejected, chunk.position))
     except ImportFileError as error:
         _write_frame(out, ("error", str(error)))
     else:

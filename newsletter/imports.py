@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from newsletter.errors import ImportFileError
-from newsletter.importfile import REJECT_COLUMNS, ImportOptions, chunks, layout_of
+from newsletter.importfile import REJECT_COLUMNS, ImportOptions, layout_of, reading
 from newsletter.merging import Policy, merge_batch
 from newsletter.store import Store, bulk
 from newsletter.store.models import utcnow
@@ -71,26 +71,29 @@ def import_csv(store: Store, path: Path, options: ImportOptions | None = None, *
     """Import a CSV file; ``progress`` is called with the bytes read so far after each batch.
     ``parallel`` reads the file in a child process (None: for large files, see importfile)."""
     path, options = Path(path), options or ImportOptions()
-    layout = layout_of(path, options)
     report = ImportReport(path)
     policy = Policy(options.update, options.resubscribe, options.status,
                     options.source or f"import:{path.name}", utcnow())
     rejects_path = rejects_path or default_rejects_path(path)
-    if not os.access(rejects_path.parent, os.W_OK):
-        raise ImportFileError(f"cannot write the rejects file {rejects_path}: pass --rejects PATH")
-    with bulk.collector_paused(), _Rejects(rejects_path, report, layout.header) as rejects:
-        for chunk in chunks(path, options, parallel=parallel):
-            for line, reason, cells in chunk.rejected:
-                rejects.write(line, reason, cells)
-            if chunk.rows:
-                with bulk.batch(store) as batch:
-                    result = merge_batch(batch, chunk.rows, policy)
-                for outcome, count in result.counts.items():
-                    setattr(report, outcome.value, getattr(report, outcome.value) + count)
-                for row, reason in result.ignored:
-                    rejects.write(row.line, reason, row.cells, counted=False)
-            if progress:
-                progress(chunk.position)
+    with reading(path, options, parallel=parallel) as source:
+        layout = layout_of(path, options)  # refused as a whole? (a child reads meanwhile)
+        if not os.access(rejects_path.parent, os.W_OK):
+            raise ImportFileError(f"cannot write the rejects file {rejects_path}: "
+                                  "pass --rejects PATH")
+        with bulk.collector_paused(), _Rejects(rejects_path, report, layout.header) as rejects:
+            for chunk in source:
+                for line, reason, cells in chunk.rejected:
+                    rejects.write(line, reason, cells)
+                if chunk.rows:
+                    with bulk.batch(store) as batch:
+                        result = merge_batch(batch, chunk.rows, policy)
+                    for outcome, count in result.counts.items():
+                        setattr(report, outcome.value, getattr(report, outcome.value) + count)
+                    for row, reason in result.ignored:
+                        rejects.write(row.line, reason, row.cells, counted=False)
+                if progress:
+                    progress(chunk.position)
+                del chunk  # before the next batch is read: one in memory at a time
     return report
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import fcntl
 import gc
 import io
 import marshal
@@ -25,7 +26,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -67,6 +68,7 @@ MAX_SHOWN = 100  # rejected rows kept in the report for display (all go to the r
 
 
 FIRST_BATCH = 5_000
+PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process enlarges
 # Files this large are read by a child process (below that, starting it costs more than it saves).
 PARALLEL_BYTES = 4 << 20
 
@@ -393,7 +395,10 @@ def start_reading(path: Path, options: ImportOptions) -> subprocess.Popen[bytes]
     child = subprocess.Popen([sys.executable, "-m", "newsletter.importfile"], env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-    assert child.stdin
+    assert child.stdin and child.stdout
+    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: 16 times fewer wake-ups than with 64 KiB
+        with suppress(OSError):
+            fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     child.stdin.write(pickle.dumps((path, options)))
     child.stdin.close()
     return child

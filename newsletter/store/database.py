@@ -25,7 +25,8 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Every SQLite connection's settings (cache_size in KiB when negative, checkpoints in pages).
 SQLITE_PRAGMAS: dict[str, str | int] = {
     "journal_mode": "WAL", "foreign_keys": "ON", "synchronous": "NORMAL",
-    "busy_timeout": 30_000, "cache_size": -32_000, "wal_autocheckpoint": 10_000}
+    "busy_timeout": 30_000, "cache_size": -32_000, "wal_autocheckpoint": 10_000,
+    "journal_size_limit": 64 << 20}  # the log shrinks back after a large import
 # Execution option that makes a SQLite transaction take the write lock up front.
 WRITE = "newsletter_write"
 UPGRADE_HINT = "run `newsletter db upgrade` (back the database up first)"

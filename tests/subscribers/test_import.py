@@ -1,16 +1,19 @@
 """CSV import: every bad file gives its documented result, loses nothing, writes no half rows."""
 
 import csv
+import io
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from newsletter.errors import ImportFileError
+from newsletter.exports import export_csv
 from newsletter.imports import ImportOptions, import_csv
 from newsletter.store import Status, Store
 
@@ -261,3 +264,87 @@ def test_a_crash_mid_import_leaves_only_whole_batches(database_url, tmp_path):
         last = store.get_by_email(f"person{count - 1}@example.org")
         assert last.name == f"Person {count - 1}" and last.attributes == {"org": f"Org {count - 1}"}
         assert store.get_by_email(f"person{count}@example.org") is None
+
+
+# ---------------------------------------------------------------- reading in a child process
+
+MIXED = """\
+    email,name,organisation,tags,status
+    anna@example.org,Anna Nowak,CESIE,police;training,
+    not-an-address,Nobody,,,
+    jan@example.org,Jan,,,unsubscribed
+    ANNA@example.org,Anna N.,KEMEA,justice,
+    kept@example.org,Kept Already,,,
+    gone@example.org,Erased Before,,,
+    "broken@example.org,"Quote
+    jürgen@münchen.de,Jürgen Müller,Polizei,,subscribed
+    eva@example.org,Eva,,ngo,pending
+    jan@example.org,Jan again,,,active
+    """
+
+
+def import_both_ways(store, tmp_path, options):
+    """The same file imported by this process and by a child reader: (report, rejects, data)."""
+    results = []
+    for parallel in (False, True):
+        folder = tmp_path / f"parallel-{parallel}"
+        folder.mkdir()
+        body = textwrap.dedent(MIXED) + "".join(f"p{n}@example.org,P {n},,,\n" for n in range(40))
+        path = write(folder, body)
+        with Store.open(f"sqlite:///{folder / 'db.sqlite'}") if not parallel else store as target:
+            target.add("kept@example.org", name="Kept", status=Status.ACTIVE)
+            target.add("gone@example.org")
+            target.forget("gone@example.org")
+            report = import_csv(target, path, options, parallel=parallel)
+            out = io.StringIO()
+            export_csv(target, out)
+        results.append((report.counts(), rejects_of(report) if report.rejects_path else [],
+                        out.getvalue()))
+    return results
+
+
+@pytest.mark.parametrize("options", [ImportOptions(batch_size=7),
+                                     ImportOptions(batch_size=7, update=True),
+                                     ImportOptions(batch_size=1000, resubscribe=True)],
+                         ids=["default", "update", "resubscribe"])
+def test_a_child_process_reads_exactly_what_this_one_reads(store, tmp_path, options):
+    here, child = import_both_ways(store, tmp_path, options)
+    assert child == here
+    counts, rejects, exported = here
+    assert counts["rejected"] == 2 and counts["added"] >= 44  # the file's cases all met
+    assert "repeats an address" in str(rejects) or options.update
+    assert "Jürgen Müller" in exported
+    assert ("Erased Before" in exported) == options.resubscribe
+
+
+def children_reading():
+    """Our child processes that read an import file (Linux's /proc), by pid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"\nPPid:\t{os.getpid()}\n" in status and b"newsletter.importfile" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_no_child_outlives_an_import_that_stops(store, tmp_path):
+    path = write(tmp_path, "email\n" + "".join(f"p{n}@example.org\n" for n in range(30_000)))
+
+    def stop(_position):
+        assert children_reading(), "the file is read by a child process"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_csv(store, path, ImportOptions(batch_size=1000), progress=stop, parallel=True)
+    assert children_reading() == []
+    assert 0 < store.count() <= 5_000  # whole batches only: the first
+    bad = write(tmp_path, "email,name\nanna@example.org,José\n", name="bad.csv",
+                encoding="cp1252")
+    with pytest.raises(ImportFileError, match="line 2: not valid utf-8"):
+        import_csv(store, bad, parallel=True)
+    assert children_reading() == [] and store.get_by_email("anna@example.org") is None

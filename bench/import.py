@@ -11,6 +11,7 @@ schema of NEWSLETTER_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@12
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -19,6 +20,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -85,7 +87,7 @@ def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
     from newsletter.imports import ImportOptions, import_csv
     from newsletter.store import Store
 
-    with Store.open(url) as store:
+    with Store.open(url) as store, ChildMemory() as children:
         start = time.perf_counter()
         if kind == "import":
             report = import_csv(store, csv_path, ImportOptions(),
@@ -97,7 +99,33 @@ def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
             extra = {}
         seconds = time.perf_counter() - start
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
-            "peak_rss_mb": peak_rss_mb(), **extra}
+            "peak_rss_mb": peak_rss_mb(), "child_rss_mb": children.peak_mb, **extra}
+
+
+class ChildMemory(threading.Thread):
+    """The peak RSS of this process's child (the file reader), read every 100 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_mb = 0.0
+        self.done = threading.Event()
+
+    def __enter__(self) -> ChildMemory:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
+        self.join()
+
+    def run(self) -> None:
+        children = Path(f"/proc/self/task/{os.getpid()}/children")
+        while not self.done.wait(0.1):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                for pid in children.read_text().split():
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+                    self.peak_mb = max(self.peak_mb, peak)
 
 
 def peak_rss_mb() -> float:
@@ -150,6 +178,8 @@ def drop_schema(url: str, schema: str) -> None:
 def report(label: str, figures: dict[str, float]) -> None:
     line = (f"{label:<20} {figures['rows']:>10,.0f} rows {figures['seconds']:7.2f} s "
             f"{figures['rows_per_s']:>10,.0f} rows/s   peak RSS {figures['peak_rss_mb']:5.0f} MB")
+    if figures["child_rss_mb"]:
+        line += f" (+ {figures['child_rss_mb']:.0f} MB reading the file in a second process)"
     print(line, flush=True)
 
 
@@ -181,9 +211,11 @@ def main() -> None:
         print("  " + ", ".join(f"{k} {int(imported[k]):,}" for k in
                                ("added", "duplicates", "rejected", "suppressed")))
         report("SQLite export", run_phase("export", sqlite_url, csv_path))
-        scratch = None if args.no_postgres else postgres_schema(args.postgres)
+        if args.no_postgres:
+            return
+        scratch = postgres_schema(args.postgres)
         if scratch is None:
-            print("PostgreSQL           skipped (no server reachable)")
+            print(f"PostgreSQL           skipped (no server at {args.postgres})")
             return
         schema, pg_url = scratch
         try:

@@ -90,6 +90,7 @@ def import_csv(store: Store, path: Path, options: ImportOptions | None = None, *
                     for outcome, count in result.counts.items():
                         setattr(report, outcome.value, getattr(report, outcome.value) + count)
                     for row, reason in result.ignored:
+                        assert row.cells is not None, "a repeat keeps its cells"
                         rejects.write(row.line, reason, row.cells, counted=False)
                 if progress:
                     progress(chunk.position)

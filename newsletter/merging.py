@@ -33,6 +33,10 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicates"
 
 
+# Addresses already on the list are looked up and merged this many at a time.
+PRESENT_SLICE = 10_000
+
+
 @dataclass(frozen=True)
 class Policy:
     update: bool
@@ -79,9 +83,9 @@ def merge_batch(batch: Batch, rows: list[Row], policy: Policy) -> BatchResult:
                 ignored += [(row, _repeat(first[key].line)) for row in later]
     for key in blocked:
         counts[Outcome.SUPPRESSED] += 1 + len(repeats.get(key, ()))
-    if present:
-        _merge_present(batch, [(first[key], repeats.get(key)) for key in present], policy,
-                       counts, ignored)
+    groups = [(first[key], repeats.get(key)) for key in present]
+    for start in range(0, len(groups), PRESENT_SLICE):  # bounds the memory of full lookups
+        _merge_present(batch, groups[start:start + PRESENT_SLICE], policy, counts, ignored)
     ignored.sort(key=lambda pair: pair[0].line)
     return BatchResult(counts, ignored)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import fcntl
 import gc
 import io
 import marshal
@@ -25,6 +24,7 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -64,14 +64,11 @@ STATUS_WORDS = {status.value: status for status in Status} | {
 STATUS_VALUES = {word: status.value for word, status in STATUS_WORDS.items()}
 ENCODING_HINT = ("save the file as UTF-8 (Excel: \"CSV UTF-8\") or name its encoding with "
                  "--encoding, e.g. --encoding cp1252 for Excel on Windows")
-MAX_SHOWN = 100  # rejected rows kept in the report for display (all go to the rejects file)
-
-
-FIRST_BATCH = 5_000
-SEEN_BYTES = 8 << 20  # the child's filter of addresses seen: 2²⁶ bits
-PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process enlarges
+FIRST_BATCH = 5_000  # then doubling up to the batch size (see _chunks)
 # Files this large are read by a child process (below that, starting it costs more than it saves).
 PARALLEL_BYTES = 4 << 20
+SEEN_BYTES = 8 << 20  # the child's filter of addresses seen: 2²⁶ bits (see _child)
+PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process enlarges
 
 
 @dataclass(frozen=True)
@@ -129,19 +126,22 @@ def reading(path: Path, options: ImportOptions, *,
     """The file's batches of ``options.batch_size`` rows. ``parallel`` reads it in a child
     process, started at once (None: for files of PARALLEL_BYTES or more)."""
     if parallel is None:
-        parallel = path.stat().st_size >= PARALLEL_BYTES
+        try:
+            parallel = path.stat().st_size >= PARALLEL_BYTES
+        except OSError:  # layout_of() tells the user
+            parallel = False
     if not parallel:
         yield read_chunks(path, options)
         return
-    child = start_reading(path, options)
-    assert child.stdout and child.stderr
-    try:
-        yield _from_child(child, path)
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: it never fills up
+        child = start_reading(path, options, errors)
+        assert child.stdout
+        try:
+            yield _from_child(child, path, errors)
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
 
 
 def read_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
@@ -159,24 +159,20 @@ def _plain_chunks(path: Path, options: ImportOptions,
         yield from _chunks(reader, layout, options, tell, seen)
 
 
-class _reader:
+@contextmanager
+def _reader(path: Path, options: ImportOptions) -> Iterator[tuple[Any, Callable[[], int]]]:
     """A csv reader over the file, and how far into the file it has read."""
-
-    def __init__(self, path: Path, options: ImportOptions):
-        self.path, self.options = path, options
-
-    def __enter__(self) -> tuple[Any, Callable[[], int]]:
+    try:
+        raw = path.open("rb")
+    except OSError as error:
+        raise ImportFileError(f"cannot read {path}: {error.strerror}") from None
+    with raw:
+        delimiter = options.delimiter or _guess_delimiter(raw)
+        text = io.TextIOWrapper(raw, encoding=options.encoding, newline="")
         try:
-            self.raw = self.path.open("rb")
-        except OSError as error:
-            raise ImportFileError(f"cannot read {self.path}: {error.strerror}") from None
-        delimiter = self.options.delimiter or _guess_delimiter(self.raw)
-        self.text = io.TextIOWrapper(self.raw, encoding=self.options.encoding, newline="")
-        return csv.reader(self.text, delimiter=delimiter, strict=True), self.raw.tell
-
-    def __exit__(self, *_exc: object) -> None:
-        self.text.detach()
-        self.raw.close()
+            yield csv.reader(text, delimiter=delimiter, strict=True), raw.tell
+        finally:
+            text.detach()  # the with statement closes the file
 
 
 def check_encoding(path: Path, encoding: str) -> None:
@@ -372,13 +368,11 @@ def _json_list(items: list[str]) -> str:
     return "[" + ",".join(encode_basestring(item) for item in items) + "]"
 
 
-
-
 # ---------------------------------------------------------------- the child process
 
 
-def _from_child(child: subprocess.Popen[bytes], path: Path) -> Iterator[Chunk]:
-    assert child.stdout and child.stderr
+def _from_child(child: subprocess.Popen[bytes], path: Path, errors: IO[bytes]) -> Iterator[Chunk]:
+    assert child.stdout
     while (frame := _read_frame(child.stdout)) is not None:
         if frame[0] == "end":
             return
@@ -391,20 +385,23 @@ def _from_child(child: subprocess.Popen[bytes], path: Path) -> Iterator[Chunk]:
         yield chunk
         del chunk
     child.wait()
+    errors.seek(0)
     raise RuntimeError(f"the process reading {path} stopped (exit code {child.returncode}): "
-                       f"{child.stderr.read().decode(errors='replace')[-2000:]}")
+                       f"{errors.read().decode(errors='replace')[-2000:]}")
 
 
-def start_reading(path: Path, options: ImportOptions) -> subprocess.Popen[bytes]:
-    """Start the child process that reads ``path`` (it waits on its output pipe)."""
+def start_reading(path: Path, options: ImportOptions,
+                  errors: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start the child process that reads ``path``; what it prints goes to ``errors``."""
     root = str(Path(newsletter.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH")]))}
     child = subprocess.Popen([sys.executable, "-m", "newsletter.importfile"], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
     assert child.stdin and child.stdout
-    if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: 16 times fewer wake-ups than with 64 KiB
+    if sys.platform == "linux":  # a larger pipe: 16 times fewer wake-ups than with 64 KiB
+        import fcntl
+
         with suppress(OSError):
             fcntl.fcntl(child.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     child.stdin.write(pickle.dumps((path, options)))

@@ -4,7 +4,8 @@
 
 Generates a CSV (about 1% invalid rows, 1% repeated addresses, some non-ASCII names and
 addresses) in a temporary folder, then imports it into a fresh database and exports it back,
-each step in its own process so that its peak RSS is its own. PostgreSQL runs in a scratch
+each step in its own process so that its peak RSS is its own; an import of a large file also
+reports the peak RSS of the process that reads the file beside it. PostgreSQL runs in a scratch
 schema of NEWSLETTER_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 """
 

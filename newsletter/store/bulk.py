@@ -177,11 +177,11 @@ class Batch:
         if self.dialect == "postgresql":
             self._copy(f"COPY subscribers ({names}) FROM STDIN", rows, tuple(shared.values()))
         elif rows:  # any other dialect: portable, slower
-            json_columns = [name for name in ("attributes", "tags") if name in columns]
-            self.connection.execute(insert(TABLE), [
-                dict(zip(columns, row, strict=True)) | dict(shared)
-                | {name: json.loads(values[name]) for name in json_columns}
-                for row in rows for values in [dict(zip(columns, row, strict=True))]])
+            records = [dict(zip(columns, row, strict=True)) | dict(shared) for row in rows]
+            for record in records:
+                record["attributes"] = json.loads(record["attributes"])
+                record["tags"] = json.loads(record["tags"])
+            self.connection.execute(insert(TABLE), records)
         return present
 
     def _present(self, keys: list[str]) -> Any:

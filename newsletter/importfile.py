@@ -57,11 +57,11 @@ HEADER_ALIASES = {
     "tags": {"tags", "tag"},
     "status": {"status"},
 }
-# Our vocabulary, plus the words other tools export (Mailchimp's "subscribed", "cleaned", ...).
-STATUS_WORDS = {status.value: status for status in Status} | {
-    "subscribed": Status.ACTIVE, "confirmed": Status.ACTIVE, "unconfirmed": Status.PENDING,
-    "cleaned": Status.BOUNCED}
-STATUS_VALUES = {word: status.value for word, status in STATUS_WORDS.items()}
+# Our vocabulary, plus the words other tools export (Mailchimp's "subscribed", "cleaned", ...),
+# as plain strings: rows cross to the parent process with marshal, which takes no enums.
+STATUS_WORDS = {status.value: status.value for status in Status} | {
+    "subscribed": Status.ACTIVE.value, "confirmed": Status.ACTIVE.value,
+    "unconfirmed": Status.PENDING.value, "cleaned": Status.BOUNCED.value}
 ENCODING_HINT = ("save the file as UTF-8 (Excel: \"CSV UTF-8\") or name its encoding with "
                  "--encoding, e.g. --encoding cp1252 for Excel on Windows")
 FIRST_BATCH = 5_000  # then doubling up to the batch size (see _chunks)
@@ -131,10 +131,10 @@ def reading(path: Path, options: ImportOptions, *,
         except OSError:  # layout_of() tells the user
             parallel = False
     if not parallel:
-        yield read_chunks(path, options)
+        yield _read_chunks(path, options)
         return
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: it never fills up
-        child = start_reading(path, options, errors)
+        child = _start_reading(path, options, errors)
         assert child.stdout
         try:
             yield _from_child(child, path, errors)
@@ -144,7 +144,7 @@ def reading(path: Path, options: ImportOptions, *,
             child.stdout.close()
 
 
-def read_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
+def _read_chunks(path: Path, options: ImportOptions) -> Iterator[Chunk]:
     """The file in batches, read in this process."""
     for chunk in _plain_chunks(path, options):
         chunk.rows = _rows(chunk.rows)
@@ -348,7 +348,7 @@ def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], 
             tags = known_tags.get(cell) or _tags_json(cell, extra_tags, known_tags)
         status = None
         if status_at is not None and (word := cells[status_at].strip().lower()):
-            status = STATUS_VALUES.get(word)
+            status = STATUS_WORDS.get(word)
             if status is None:
                 raise InvalidValue(f"unknown status {word!r} (expected "
                                    f"{', '.join(s.value for s in Status)})")
@@ -390,7 +390,7 @@ def _from_child(child: subprocess.Popen[bytes], path: Path, errors: IO[bytes]) -
                        f"{errors.read().decode(errors='replace')[-2000:]}")
 
 
-def start_reading(path: Path, options: ImportOptions,
+def _start_reading(path: Path, options: ImportOptions,
                   errors: IO[bytes]) -> subprocess.Popen[bytes]:
     """Start the child process that reads ``path``; what it prints goes to ``errors``."""
     root = str(Path(newsletter.__file__).resolve().parent.parent)

@@ -273,9 +273,11 @@ class Dispatcher:
             elif outcome.status == "failed":
                 self.progress.failed += 1
                 self.consecutive_failures += 1
-        if self.consecutive_failures >= self.options.max_consecutive_failures:
-            self.stop(f"paused after {self.consecutive_failures} consecutive failures; "
-                      "see `newsletter status` for the errors, fix, then send again")
+                # Checked per outcome: two results can arrive together (the window holds more
+                # than one message), and the pause is decided at the threshold, not past it.
+                if self.consecutive_failures >= self.options.max_consecutive_failures:
+                    self.stop(f"paused after {self.consecutive_failures} consecutive failures; "
+                              "see `newsletter status` for the errors, fix, then send again")
 
     def deliver(self, claim: Claim) -> Outcome:
         """Runs in a worker thread: personalise, then send with the retry policy."""

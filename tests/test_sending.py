@@ -10,10 +10,20 @@ import threading
 import pytest
 
 from newsletter.errors import FatalTransportError, PermanentError, Throttled, TransientError
+from newsletter.message import build_template
+from newsletter.pacing import RateLimiter
 from newsletter.render import RenderedIssue
-from newsletter.sending import SendOptions, content_hash, rehearse, send_issue, send_proofs
+from newsletter.sending import (
+    Dispatcher,
+    Progress,
+    SendOptions,
+    content_hash,
+    rehearse,
+    send_issue,
+    send_proofs,
+)
 from newsletter.store import Status, Store
-from newsletter.store.ledger import Ledger, Sender
+from newsletter.store.ledger import Ledger, Outcome, Sender
 from newsletter.store.models import utcnow
 from newsletter.transports.base import Quota
 from newsletter.transports.outbox import OutboxTransport
@@ -170,6 +180,20 @@ def test_consecutive_failures_pause_the_send(store, rendered, settings_with_key)
                  max_consecutive_failures=5)
     assert "5 consecutive failures" in report.stopped
     assert report.counts["failed"] < 30 and report.counts["queued"] > 0
+
+
+def test_the_pause_is_decided_at_the_threshold_when_results_arrive_together(
+        store, rendered, settings_with_key):
+    """Two messages are in flight even at concurrency 1, so their failures can be counted
+    together; the pause still names the threshold it stopped at."""
+    dispatcher = Dispatcher(build_template(rendered, settings_with_key), SLUG, settings_with_key,
+                            plan(store, rendered), Recording(), RateLimiter(None),
+                            SendOptions(concurrency=1, max_consecutive_failures=5), Progress())
+    dispatcher.count([Outcome(n, "failed") for n in range(4)])
+    assert not dispatcher.stopping()
+    dispatcher.count([Outcome(n, "failed") for n in range(4, 6)])
+    assert dispatcher.stopping() and "after 5 consecutive failures" in dispatcher.stop_reason
+    assert dispatcher.progress.failed == 6
 
 
 def test_daily_quota_stops_cleanly_and_resumes(store, rendered, settings_with_key):

@@ -7,11 +7,18 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 
 from newsletter.config import Settings, load_settings
 from newsletter.content import find_issue, load_issue
 from newsletter.render import RenderedIssue, render_issue
+
+# Timings are measured in bench/, not asserted: a busy CI machine must not turn a slow example
+# into a failure (Hypothesis' default deadline is 200 ms per example).
+hypothesis.settings.register_profile("project", deadline=None,
+                                     suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("project")
 
 ROOT = Path(__file__).resolve().parents[1]
 ASIT_ISSUES = ("2025-04-asit-highlights", "2025-05-twinning-and-training")

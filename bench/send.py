@@ -349,7 +349,7 @@ def run_child(arguments: list[str], timeout: float, prefix: Sequence[str] = ()) 
 
 def ses_run(url: str, pid: int, recipients: int, rate: float, concurrency: int,
             prefix: Sequence[str] = ()) -> dict[str, Any]:
-    """A child's send plus what the fake saw: acceptance times and its own CPU."""
+    """A child's send plus what the fake saw: when requests arrived and its own CPU."""
     fake_call(url, "/_fake/reset", {})
     fake_cpu = process_cpu(pid)
     result = run_child(["--child", "ses", "--url", url, "--recipients", str(recipients),
@@ -421,7 +421,7 @@ def print_ses_verdict(runs: list[dict[str, Any]], rate: float, check: dict[str, 
     worst = max(run["max_1s"] for run in limited)
     best = max(run["sent"] / run["wall"] for run in runs)
     print("   msgs/s = sent / wall time of send_issue; fake/s = the fake's acceptances over "
-          "its first-to-last span; max 1s = most acceptances in any 1 s window")
+          "its first-to-last span; max 1s = most arrivals (of accepted messages) in any 1 s window")
     unlimited = runs[-1]
     cpu_ms = 1000 * unlimited["cpu"] / max(unlimited["sent"], 1)
     print(f"   sender CPU {cpu_ms:.2f} ms/msg without a rate limit: one process, held to about "

@@ -58,17 +58,20 @@ class RateLimiter:
             self.sleep(delay)
 
     def _depart(self) -> float:
-        """Record a departure now if fewer than ``rate`` left in the last second, else how long
-        to wait. Slots already keep this so; it matters only when threads wake late."""
+        """Record a departure now if fewer than ``rate`` left in the last ``WINDOW`` seconds,
+        else how long to wait. Slots already keep this so; it matters only when threads wake
+        late and bunch up: the same headroom as the slots then absorbs the jitter between
+        leaving here and arriving at the provider (at 1.0 s, 377 arrived in one second at rate
+        360 with 128 threads on a busy process)."""
         with self._lock:
             now = self.clock()
-            # ``first + 1.0 <= now``, not ``first <= now - 1.0``: after sleeping exactly the
-            # wait returned below, ``now - 1.0`` can round down onto ``first`` and let a
-            # departure through one rounding error inside the second (Hypothesis found it).
-            while self._departed and self._departed[0] + 1.0 <= now:
+            # ``first + WINDOW <= now``, not ``first <= now - WINDOW``: after sleeping exactly
+            # the wait returned below, ``now - WINDOW`` can round down onto ``first`` and let a
+            # departure through one rounding error early (Hypothesis found it).
+            while self._departed and self._departed[0] + WINDOW <= now:
                 self._departed.popleft()
             if len(self._departed) >= self._window:
-                return self._departed[0] + 1.0 - now
+                return self._departed[0] + WINDOW - now
             self._departed.append(now)
             return 0.0
 

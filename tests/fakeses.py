@@ -81,7 +81,7 @@ class Accepted:
     configuration_set: str | None
     data: str  # Content.Raw.Data as sent (base64); "" when the fake keeps no bodies
     size: int
-    at: float  # time.time() of acceptance
+    at: float  # time.time() the request arrived: what a provider's rate limit counts
 
     @property
     def raw(self) -> bytes:
@@ -126,13 +126,14 @@ class _State:
         with self.lock:
             messages, outcomes = list(self.accepted), dict(self.outcomes)
         counts = Counter(message.recipient for message in messages)
+        arrivals = [message.at for message in messages]
         return {
             "accepted": len(messages),
             "recipients": len(counts),
             "duplicates": sum(n - 1 for n in counts.values() if n > 1),
-            "max_per_second": max_in_window([message.at for message in messages]),
-            "first_at": messages[0].at if messages else None,
-            "last_at": messages[-1].at if messages else None,
+            "max_per_second": max_in_window(arrivals),
+            "first_at": min(arrivals, default=None),
+            "last_at": max(arrivals, default=None),
             "outcomes": outcomes,
         }
 
@@ -236,9 +237,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Silent: tens of thousands of requests a minute."""
 
     def do_POST(self) -> None:
+        # Stamped before this process reads the body or sleeps the latency, so that the rate
+        # measured here is the sender's, not this server's own scheduling jitter.
+        arrived = time.time()
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path == SEND_PATH:
-            self._send_email(body)
+            self._send_email(body, arrived)
         elif self.path == "/_fake/configure":
             self._configure(json.loads(body or b"{}"))
         elif self.path == "/_fake/reset":
@@ -259,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._refuse(_Refusal(404, "NotFoundException", f"no route {path}"))
 
-    def _send_email(self, body: bytes) -> None:
+    def _send_email(self, body: bytes, arrived: float) -> None:
         state = self.server.state
         faults = state.faults
         draw, spread, pick = state.rng.random(), state.rng.random(), state.rng.random()
@@ -271,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop(state, "timeout", faults.timeout_after)
         try:
             _injected_fault(faults, draw - faults.hang - faults.timeout, pick)
-            message = _accept(state, json.loads(body))
+            message = _accept(state, json.loads(body), arrived)
         except _Refusal as refusal:
             state.count(refusal.code)
             return self._refuse(refusal)
@@ -342,7 +346,7 @@ def _credentials_refused() -> _Refusal:
                     "The security token included in the request is invalid.")
 
 
-def _accept(state: _State, request: dict[str, Any]) -> Accepted:
+def _accept(state: _State, request: dict[str, Any], arrived: float) -> Accepted:
     """Validate a SendEmail request like SES, then record it (under the lock: quota is exact)."""
     faults = state.faults
     sender = request.get("FromEmailAddress", "")
@@ -368,7 +372,7 @@ def _accept(state: _State, request: dict[str, Any]) -> Accepted:
     with state.lock:
         if faults.daily_quota is not None and len(state.accepted) >= faults.daily_quota:
             raise _Refusal(429, "TooManyRequestsException", "Daily message quota exceeded.")
-        message = dataclasses.replace(message, at=time.time())
+        message = dataclasses.replace(message, at=arrived)
         state.accepted.append(message)
         state.outcomes["accepted"] += 1
     return message

@@ -31,8 +31,9 @@ def slots(rate, count, clock=None):
     return times
 
 
-def max_in_any_second(times):
-    return max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+def max_in_any_second(times, length=1.0):
+    """The most of ``times`` in any window of ``length`` seconds."""
+    return max(sum(1 for t in times if start <= t < start + length) for start in times)
 
 
 @given(st.floats(min_value=0.5, max_value=5000), st.integers(min_value=1, max_value=400))
@@ -126,7 +127,9 @@ def test_callers_that_wake_late_still_leave_within_the_rate(rate, lateness):
         while (wait := limiter._depart()) > 0:
             clock.now += wait
         departures.append(clock.now)
-    assert max_in_any_second(departures) <= max(1, int(rate))
+    # Within the rate over WINDOW seconds, so up to 100 ms of jitter on the way to the provider
+    # cannot put one more into any of its seconds.
+    assert max_in_any_second(departures, WINDOW) <= max(1, int(rate))
 
 
 def test_late_wake_ups_do_bunch_without_the_departure_check():

@@ -9,7 +9,8 @@ from newsletter.render import block_rows, find_unbalanced_tag, html_text, render
 from tests.conftest import ASIT_ISSUES
 from tests.helpers import load
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "asit-newsletter.txt"
+# The ASIT newsletter text as the project supplied it, kept beside the tests (unedited).
+SEED = Path(__file__).resolve().parent / "data" / "asit-newsletter.txt"
 # The seed's obvious typos, fixed in the issues.
 SEED_FIXES = {"stakeholdrs": "stakeholders", "March April": "March–April"}
 

@@ -22,6 +22,7 @@ from newsletter.config import Link, Settings
 
 # Per-recipient fields: left in the rendered email as {{name}} and filled in at send time.
 PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")
+SUBJECT_PLACEHOLDERS = ("first_name", "name", "email")  # links make no sense in a subject
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 DIRECTIVES = ("button", "columns", "partners", "callout")
 

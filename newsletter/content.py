@@ -20,6 +20,7 @@ from newsletter.body import (
     DIRECTIVES,
     PLACEHOLDER_RE,
     PLACEHOLDERS,
+    SUBJECT_PLACEHOLDERS,
     Block,
     BodyParser,
     Button,
@@ -33,9 +34,9 @@ from newsletter.body import (
 from newsletter.config import Settings
 from newsletter.errors import ContentError, IssueNotFound, Problem
 
-__all__ = ["DIRECTIVES", "ISSUE_FILE", "PLACEHOLDERS", "PLACEHOLDER_RE", "Block", "Button",
-           "Callout", "Columns", "FrontMatter", "Hero", "Image", "Issue", "Partners", "Section",
-           "Text", "find_issue", "load_issue", "parse_send_at"]
+__all__ = ["DIRECTIVES", "ISSUE_FILE", "PLACEHOLDERS", "PLACEHOLDER_RE", "SUBJECT_PLACEHOLDERS",
+           "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero", "Image", "Issue",
+           "Partners", "Section", "Text", "find_issue", "load_issue", "parse_send_at"]
 
 ISSUE_FILE = "issue.md"
 
@@ -64,6 +65,16 @@ class FrontMatter(_FrontMatterModel):
     audience: tuple[str, ...] = ()
     template: str | None = None
     hero: Hero | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _check_subject(cls, value: str) -> str:
+        for match in PLACEHOLDER_RE.finditer(value):
+            if match.group(1) not in SUBJECT_PLACEHOLDERS:
+                raise ValueError(f"{match.group(0)} cannot be filled in the subject (it can "
+                                 "hold " + ", ".join(f"{{{{{p}}}}}" for p in SUBJECT_PLACEHOLDERS)
+                                 + ")")
+        return value
 
     @field_validator("send_at", mode="before")
     @classmethod

@@ -233,6 +233,17 @@ def test_send_at_error_in_front_matter(workspace, workspace_settings):
         load(workspace, "2025-05-when", text, workspace_settings)
 
 
+def test_the_subject_may_hold_names_but_not_links(workspace, workspace_settings):
+    issue = load(workspace, "2025-05-names", "---\nsubject: 'News for {{ first_name }}'\n"
+                 "date: 2025-05-01\n---\nx\n", workspace_settings)
+    assert issue.meta.subject == "News for {{ first_name }}"
+    for wrong in ("{{unsubscribe_url}}", "{{frist_name}}"):
+        text = f"---\ndate: 2025-05-01\nsubject: 'Leave: {wrong}'\n---\nx\n"
+        with pytest.raises(ContentError, match=r"issue.md:3: subject: \{\{.*\}\} cannot be "
+                           r"filled in the subject \(it can hold \{\{first_name\}\}"):
+            load(workspace, "2025-05-links", text, workspace_settings)
+
+
 def test_content_is_not_html(workspace, workspace_settings):
     issue = load(workspace, "2025-05-esc", "---\nsubject: S\ndate: 2025-05-01\n---\n"
                  "Use <script>alert(1)</script> & 2 < 3\n", workspace_settings)

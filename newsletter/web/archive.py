@@ -61,7 +61,13 @@ class Archive:
             Send.created_at.desc(), Send.issue.desc())
         with self.store.engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [Entry(*row) for row in rows if self._folder(row[0]) is not None]
+        return [Entry(slug, self._neutral(subject, slug), sent_at)
+                for slug, subject, sent_at in rows if self._folder(slug) is not None]
+
+    def _neutral(self, text: str, slug: str) -> str:
+        """``text`` with its placeholders filled for nobody in particular."""
+        values = neutral_values(self.settings, slug)
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
     def page(self, slug: str) -> Page | None:
         """The archive page of a sent issue, or None if there is none to show."""

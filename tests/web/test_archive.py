@@ -56,6 +56,13 @@ def test_the_index_lists_sent_issues_newest_first(client, sent):
     assert response.headers["Cache-Control"].startswith("public")
 
 
+def test_a_personalised_subject_is_listed_for_nobody_in_particular(client, sent, store):
+    Ledger(store).plan("2025-05-twinning-and-training", "Twinning news for {{ first_name }}",
+                       "hash")
+    html = client.get("/archive/").get_data(as_text=True)
+    assert ">Twinning news for friend</a>" in html and "{{" not in html
+
+
 def test_an_empty_archive_says_so(client):
     assert "No issue has been sent yet" in client.get("/archive/").get_data(as_text=True)
 

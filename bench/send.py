@@ -232,7 +232,7 @@ def personalise_part(count: int, rounds: int, folder: Path) -> None:
     (the best is the least disturbed by other processes on a shared machine)."""
     settings, rendered = setup(f"sqlite:///{folder}/personalise.db")
     template = build_template(rendered, settings)
-    claims = [Claim(n, n, *person(n)) for n in range(1, count + 1)]
+    claims = [Claim(n, n, *person(n), {}) for n in range(1, count + 1)]
     with Store.open(settings.database_url) as store:
         dispatcher = Dispatcher(template, rendered.slug, settings, Ledger(store), Discard(),
                                 RateLimiter(None), SendOptions(), Progress())

@@ -19,12 +19,27 @@ from markdown_it.token import Token
 from mdit_py_plugins.container import container_plugin
 
 from newsletter.config import Link, Settings
+from newsletter.values import attribute_name
 
 # Per-recipient fields: left in the rendered email as {{name}} and filled in at send time.
-PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")
-SUBJECT_PLACEHOLDERS = ("first_name", "name", "email")  # links make no sense in a subject
-PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")  # built in
+LINK_PLACEHOLDERS = ("unsubscribe_url", "web_url")  # no use in a subject
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")  # anything in braces, to report
+FIELD_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # what is filled in (checked beforehand)
 DIRECTIVES = ("button", "columns", "partners", "callout")
+
+
+def placeholder_problem(name: str, *, in_subject: bool = False) -> str | None:
+    """Why ``{{name}}`` cannot be filled in, or None. Besides the built-in fields, any
+    subscriber attribute can be named as an import names it: lowercase, "_" between words."""
+    if in_subject and name in LINK_PLACEHOLDERS:
+        return f"{{{{{name}}}}} is a link and cannot be filled in the subject"
+    if name in PLACEHOLDERS or (name and attribute_name(name) == name):
+        return None
+    guess = attribute_name(name)
+    return (f"{{{{{name}}}}} is not a placeholder: " + (f"did you mean {{{{{guess}}}}}? "
+            if guess else "") + "use " + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
+            + " or a subscriber attribute as the import names it (e.g. {{organisation}})")
 
 
 @dataclass(frozen=True)
@@ -100,9 +115,8 @@ class BodyParser:
     def check_placeholders(self, body: str, body_line: int) -> None:
         for number, line in enumerate(body.splitlines(), body_line):
             for match in PLACEHOLDER_RE.finditer(line):
-                if match.group(1) not in PLACEHOLDERS:
-                    self.problem(number, "placeholder", f"unknown {match.group(0)} (known: "
-                                 + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS) + ")")
+                if problem := placeholder_problem(match.group(1)):
+                    self.problem(number, "placeholder", problem)
 
     def split_sections(self, tokens: list[Token]) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
         starts = [i for i, t in enumerate(tokens) if t.type == "heading_open" and t.level == 0]

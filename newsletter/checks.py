@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from typing import Literal
 
 from newsletter.config import Settings
-from newsletter.content import PLACEHOLDER_RE, PLACEHOLDERS
+from newsletter.content import PLACEHOLDER_RE, placeholder_problem
 from newsletter.message import sample_message
 from newsletter.render import RenderedIssue
 
@@ -90,9 +90,9 @@ def _placeholders(rendered: RenderedIssue) -> list[Finding]:
         if "{{unsubscribe_url}}" not in body:
             findings.append(Finding("error", "unsubscribe", f"the {part} part has no "
                                     "{{unsubscribe_url}} link"))
-        unknown = {m.group(1) for m in PLACEHOLDER_RE.finditer(body)} - set(PLACEHOLDERS)
-        findings += [Finding("error", "placeholders", f"unknown placeholder {{{{{name}}}}} in "
-                             f"the {part} part") for name in sorted(unknown)]
+        problems = {placeholder_problem(m.group(1)) for m in PLACEHOLDER_RE.finditer(body)}
+        findings += [Finding("error", "placeholders", f"{problem} in the {part} part")
+                     for problem in sorted(p for p in problems if p)]
     return findings
 
 

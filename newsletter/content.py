@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from newsletter.body import (
     DIRECTIVES,
+    FIELD_RE,
     PLACEHOLDER_RE,
     PLACEHOLDERS,
-    SUBJECT_PLACEHOLDERS,
     Block,
     BodyParser,
     Button,
@@ -30,13 +30,14 @@ from newsletter.body import (
     Partners,
     Section,
     Text,
+    placeholder_problem,
 )
 from newsletter.config import Settings
 from newsletter.errors import ContentError, IssueNotFound, Problem
 
-__all__ = ["DIRECTIVES", "ISSUE_FILE", "PLACEHOLDERS", "PLACEHOLDER_RE", "SUBJECT_PLACEHOLDERS",
-           "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero", "Image", "Issue",
-           "Partners", "Section", "Text", "find_issue", "load_issue", "parse_send_at"]
+__all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "PLACEHOLDERS", "PLACEHOLDER_RE", "Block",
+           "Button", "Callout", "Columns", "FrontMatter", "Hero", "Image", "Issue", "Partners",
+           "Section", "Text", "find_issue", "load_issue", "parse_send_at", "placeholder_problem"]
 
 ISSUE_FILE = "issue.md"
 
@@ -70,10 +71,8 @@ class FrontMatter(_FrontMatterModel):
     @classmethod
     def _check_subject(cls, value: str) -> str:
         for match in PLACEHOLDER_RE.finditer(value):
-            if match.group(1) not in SUBJECT_PLACEHOLDERS:
-                raise ValueError(f"{match.group(0)} cannot be filled in the subject (it can "
-                                 "hold " + ", ".join(f"{{{{{p}}}}}" for p in SUBJECT_PLACEHOLDERS)
-                                 + ")")
+            if problem := placeholder_problem(match.group(1), in_subject=True):
+                raise ValueError(problem)
         return value
 
     @field_validator("send_at", mode="before")

@@ -29,15 +29,17 @@ import re
 import secrets
 import time
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from email import base64mime, quoprimime
 from email.header import Header
 from email.utils import format_datetime, parseaddr
+from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.content import PLACEHOLDERS
+from newsletter.content import FIELD_RE
 from newsletter.errors import ConfigError, InvalidAddress
 from newsletter.render import RenderedIssue
 
@@ -49,7 +51,6 @@ URL_PIECE = 900
 MAX_ADDRESS = 254  # RFC 5321 path limit
 MAX_PLAIN_NAME = 64  # longer display names are RFC 2047-encoded so that they can be folded
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(" + "|".join(PLACEHOLDERS) + r")\s*\}\}")
 _ATEXT = "-A-Za-z0-9!#$%&'*+/=?^_`{|}~"
 _ADDRESS = re.compile("[" + _ATEXT + ".]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _PLAIN_PHRASE = re.compile("[" + _ATEXT + " ]+")
@@ -74,6 +75,7 @@ class Recipient:
     web_url: str = ""  # empty: the issue's archive page
     name: str = ""
     first_name: str = ""
+    attributes: Mapping[str, Any] | None = None  # {{organisation}} etc.; missing ones are empty
 
 
 class MessageTemplate:
@@ -114,11 +116,12 @@ class MessageTemplate:
             "List-Unsubscribe": b"List-Unsubscribe: %s%s\r\n"
                                 % (_angle_url(fields["unsubscribe_url"]), self._mailto),
         }
+        attributes = recipient.attributes or {}
         if self._subject:
-            values["Subject"] = _subject(_PLACEHOLDER.sub(lambda m: fields[m.group(1)],
-                                                          self._subject))
+            values["Subject"] = _subject(FIELD_RE.sub(
+                lambda m: _field(fields, attributes, m.group(1)), self._subject))
         for slot, field, in_html in self._fills:
-            value = fields[field]
+            value = _field(fields, attributes, field)
             values[slot] = _qp_value(html.escape(value) if in_html else value)
         return b"".join([values[p] if isinstance(p, str) else p for p in self.parts])
 
@@ -224,7 +227,7 @@ def _fixed_headers(rendered: RenderedIssue, settings: Settings, list_id: str,
     return [
         b"From: %s\r\n" % _config_mailbox("from", settings.sender),
         "To",
-        "Subject" if _PLACEHOLDER.search(rendered.subject) else _subject(rendered.subject),
+        "Subject" if FIELD_RE.search(rendered.subject) else _subject(rendered.subject),
         b"Reply-To: %s\r\n" % _config_mailbox("reply_to", reply_to) if reply_to else b"",
         "Date",
         "Message-ID",
@@ -288,6 +291,14 @@ def _one_line(value: str) -> str:
     return " ".join(_CONTROL.sub(" ", value).split())
 
 
+def _field(fields: dict[str, str], attributes: Mapping[str, Any], name: str) -> str:
+    """A built-in field, else the subscriber's attribute of that name (one line), else ""."""
+    if name in fields:
+        return fields[name]
+    value = attributes.get(name)
+    return _one_line(str(value)) if value is not None else ""
+
+
 def _checked_url(url: str) -> str:
     """``url`` if it can sit between angle brackets in a header; the engine built it, so a bad
     one is a bug (ValueError), not a recipient's failure."""
@@ -322,7 +333,7 @@ def _body_parts(text: str, kind: str) -> list[bytes | str]:
     Every chunk ends its last line (with a hard or a soft line break), so a value substituted
     later starts and ends lines of its own, and nothing around it ever needs re-encoding.
     """
-    pieces = _PLACEHOLDER.split(text)  # literal, name, literal, name, ..., literal
+    pieces = FIELD_RE.split(text)  # literal, name, literal, name, ..., literal
     return [f"{kind}:{piece}" if i % 2 else _qp_lines(piece)
             for i, piece in enumerate(pieces) if piece]
 

@@ -22,7 +22,14 @@ from newsletter.config import Settings
 from newsletter.content import find_issue, load_issue, parse_send_at
 from newsletter.errors import NewsletterError
 from newsletter.render import RenderedIssue, render_issue
-from newsletter.sending import Progress, SendOptions, check_ready, content_hash, send_issue
+from newsletter.sending import (
+    Progress,
+    SendOptions,
+    check_ready,
+    content_hash,
+    missing_attributes,
+    send_issue,
+)
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import ScheduleRow, Schedules
@@ -76,6 +83,8 @@ def schedule_issue(settings: Settings, store: Store, folder: Path, when: str | N
     rendered = render_issue(issue, settings)
     if has_errors(check_rendered(rendered, settings)):
         raise NewsletterError(f"{issue.slug} does not pass `newsletter check`: fix it first")
+    if missing := missing_attributes(rendered, store, issue.meta.audience):
+        raise NewsletterError(f"{issue.slug}: {missing}")
     if when:
         send_at = parse_when(when)
     elif issue.meta.send_at:
@@ -161,7 +170,7 @@ class Runner:
         try:
             issue = load_issue(find_issue(self.settings, row.issue), self.settings)
             rendered = render_issue(issue, self.settings)
-            reason = self.reason_to_hold(row, rendered)
+            reason = self.reason_to_hold(row, rendered, issue.meta.audience)
         except NewsletterError as error:
             reason = f"it does not load: {error}"
         if reason:
@@ -171,13 +180,14 @@ class Runner:
             return
         self.send(row, rendered, issue.meta.audience, report)
 
-    def reason_to_hold(self, row: ScheduleRow, rendered: RenderedIssue) -> str:
+    def reason_to_hold(self, row: ScheduleRow, rendered: RenderedIssue,
+                       audience: tuple[str, ...]) -> str:
         """Why the issue may not go out as scheduled ("" if it may)."""
         if content_hash(rendered) != row.content_hash:
             return "edited after it was scheduled; check it and schedule it again"
         if has_errors(check_rendered(rendered, self.settings)):
             return "it fails `newsletter check`"
-        return ""
+        return missing_attributes(rendered, self.store, audience)
 
     def send(self, row: ScheduleRow, rendered: RenderedIssue, audience: tuple[str, ...],
              report: PassReport) -> None:

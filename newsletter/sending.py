@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 
 from newsletter.config import Settings
+from newsletter.content import FIELD_RE, PLACEHOLDERS
 from newsletter.errors import (
     DeliveryError,
     FatalTransportError,
@@ -34,7 +35,7 @@ from newsletter.errors import (
 from newsletter.message import MessageTemplate, Recipient, build_template, header_address
 from newsletter.pacing import RateLimiter, backoff
 from newsletter.render import RenderedIssue
-from newsletter.store import Store
+from newsletter.store import Status, Store
 from newsletter.store.ledger import Claim, Ledger, Outcome
 from newsletter.tokens import unsubscribe_url
 from newsletter.transports.base import Envelope, Transport
@@ -108,6 +109,25 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
+def missing_attributes(rendered: RenderedIssue, store: Store,
+                       audience: Collection[str] = ()) -> str:
+    """Attribute placeholders that no active subscriber of the audience has: a typo, most
+    likely, that would leave a blank in every message ("" when there are none). Subscribers
+    who lack an attribute that others have get an empty value, by design."""
+    used = {m.group(1) for part in (rendered.subject, rendered.html, rendered.text)
+            for m in FIELD_RE.finditer(part)} - set(PLACEHOLDERS)
+    if not used:
+        return ""
+    present = store.attribute_names(statuses=[Status.ACTIVE], tags=audience)
+    missing = sorted(used - set(present))
+    if not missing:
+        return ""
+    return (", ".join(f"{{{{{name}}}}}" for name in missing) + " would be empty for everyone: "
+            "no active subscriber" + (" in the audience" if audience else "") + " has "
+            + ("that attribute" if len(missing) == 1 else "those attributes")
+            + " (attributes on the list: " + (", ".join(present) or "none") + ")")
+
+
 def check_ready(settings: Settings, slug: str) -> None:
     """Fail with a ConfigError before anything is planned or claimed (e.g. no secret key)."""
     unsubscribe_url(settings, 0, slug)
@@ -145,6 +165,7 @@ def rehearse(rendered: RenderedIssue, settings: Settings, store: Store,
             try:
                 size += len(template.personalise(Recipient(
                     person.email, name=person.name, first_name=person.first_name,
+                    attributes=person.attributes,
                     unsubscribe_url=unsubscribe_url(settings, person.id, rendered.slug))))
                 count += 1
             except InvalidAddress as error:
@@ -296,6 +317,7 @@ class Dispatcher:
 
     def recipient(self, claim: Claim) -> Recipient:
         return Recipient(claim.email, name=claim.name, first_name=claim.first_name,
+                         attributes=claim.attributes,
                          unsubscribe_url=unsubscribe_url(self.settings, claim.subscriber_id,
                                                          self.issue))
 

@@ -66,11 +66,14 @@ def test_images_without_alt_in_a_template(workspace, workspace_settings):
 def test_missing_unsubscribe_and_unknown_placeholder(workspace, workspace_settings, settings):
     rendered = crafted(workspace, workspace_settings, "x")
     rendered = dataclasses.replace(rendered, html=rendered.html.replace(
-        "{{unsubscribe_url}}", "{{unsub}}"))
+        "{{unsubscribe_url}}", "{{Unsubscribe URL}}"))
     findings = check_rendered(rendered, workspace_settings)
     assert [(f.severity, f.rule, f.message) for f in findings] == [
         ("error", "unsubscribe", "the HTML part has no {{unsubscribe_url}} link"),
-        ("error", "placeholders", "unknown placeholder {{unsub}} in the HTML part"),
+        ("error", "placeholders", "{{Unsubscribe URL}} is not a placeholder: did you mean "
+         "{{unsubscribe_url}}? use {{first_name}}, {{name}}, {{email}}, {{unsubscribe_url}}, "
+         "{{web_url}} or a subscriber attribute as the import names it (e.g. {{organisation}}) "
+         "in the HTML part"),
     ]
 
 

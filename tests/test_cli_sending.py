@@ -91,6 +91,24 @@ def test_an_issue_that_fails_its_checks_is_not_sent(subscribed, workspace):
     assert outbox(workspace) == []
 
 
+def test_an_attribute_placeholder_nobody_can_fill_stops_the_send(subscribed, workspace):
+    subscribed("subscribers", "add", "anna@example.org", "--attr", "Organisation=Europol",
+               "--confirmed")
+    issue = workspace / "issues" / SLUG / "issue.md"
+    issue.write_text(issue.read_text() + "\nGreetings to {{organization}}.\n")
+    result = subscribed("send", SLUG, "--yes")
+    assert result.exit_code == 1, result.output
+    assert "{{organization}} would be empty for everyone" in result.output
+    assert "attributes on the list: organisation" in result.output
+    assert outbox(workspace) == []
+    issue.write_text(issue.read_text().replace("{{organization}}", "{{organisation}}"))
+    assert subscribed("send", SLUG, "--yes").exit_code == 0
+    texts = [email.message_from_bytes(m.read_bytes(), policy=email.policy.default)
+             .get_body(("plain",)).get_content() for m in outbox(workspace)]
+    assert sorted("Greetings to Europol." in text for text in texts) == [False] * 3 + [True]
+    assert sum("Greetings to ." in text for text in texts) == 3  # the others: a blank
+
+
 def test_no_secret_key_is_a_configuration_error(subscribed, monkeypatch, workspace):
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
     result = subscribed("send", SLUG, "--yes")

@@ -97,7 +97,7 @@ def test_every_problem_is_reported_with_file_and_line(workspace, workspace_setti
     ::: carousel
     :::
 
-    Dear {{firstname}},
+    Dear {{First Name}},
 
     ::: button
     no link here
@@ -117,8 +117,9 @@ def test_every_problem_is_reported_with_file_and_line(workspace, workspace_setti
         "(write ![what the image shows](file.jpg))",
         f"{path}:10: block: unknown block '::: carousel' (known: button, columns, partners, "
         "callout)",
-        f"{path}:13: placeholder: unknown {{{{firstname}}}} (known: {{{{first_name}}}}, "
-        "{{name}}, {{email}}, {{unsubscribe_url}}, {{web_url}})",
+        f"{path}:13: placeholder: {{{{First Name}}}} is not a placeholder: did you mean "
+        "{{first_name}}? use {{first_name}}, {{name}}, {{email}}, {{unsubscribe_url}}, "
+        "{{web_url}} or a subscriber attribute as the import names it (e.g. {{organisation}})",
         f"{path}:15: button: put a link inside: [Read the report](https://…)",
     ]
 
@@ -233,14 +234,16 @@ def test_send_at_error_in_front_matter(workspace, workspace_settings):
         load(workspace, "2025-05-when", text, workspace_settings)
 
 
-def test_the_subject_may_hold_names_but_not_links(workspace, workspace_settings):
-    issue = load(workspace, "2025-05-names", "---\nsubject: 'News for {{ first_name }}'\n"
-                 "date: 2025-05-01\n---\nx\n", workspace_settings)
-    assert issue.meta.subject == "News for {{ first_name }}"
-    for wrong in ("{{unsubscribe_url}}", "{{frist_name}}"):
+def test_the_subject_may_hold_names_and_attributes_but_not_links(workspace, workspace_settings):
+    issue = load(workspace, "2025-05-names", "---\nsubject: 'News for {{ first_name }} at "
+                 "{{organisation}}'\ndate: 2025-05-01\n---\nDear {{stadt_ort}}\n",
+                 workspace_settings)
+    assert issue.meta.subject == "News for {{ first_name }} at {{organisation}}"
+    for wrong, why in (("{{unsubscribe_url}}", r"is a link and cannot be filled in the subject"),
+                       ("{{Organisation}}", r"is not a placeholder: did you mean "
+                                            r"\{\{organisation\}\}\?")):
         text = f"---\ndate: 2025-05-01\nsubject: 'Leave: {wrong}'\n---\nx\n"
-        with pytest.raises(ContentError, match=r"issue.md:3: subject: \{\{.*\}\} cannot be "
-                           r"filled in the subject \(it can hold \{\{first_name\}\}"):
+        with pytest.raises(ContentError, match=r"issue.md:3: subject: \{\{.*\}\} " + why):
             load(workspace, "2025-05-links", text, workspace_settings)
 
 

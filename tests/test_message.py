@@ -217,6 +217,18 @@ def test_any_name_in_the_subject_stays_in_the_subject(personal_subject: MessageT
     assert message.keys().count("Subject") == 1 and message.defects == []
 
 
+def test_attribute_values_are_one_line_text(asit: RenderedIssue, asit_settings: Settings):
+    issue = dataclasses.replace(asit, subject="{{city}}: {{ members }}",
+                                text="{{city}} has {{members}} members{{missing}}.\n" + asit.text)
+    template = build_template(issue, asit_settings)
+    raw = template.personalise(recipient(attributes={"city": "Kraków\r\nBcc: x@example.org",
+                                                     "members": 12}))
+    message = parse(raw)
+    assert message["Subject"] == "Kraków Bcc: x@example.org: 12" and "Bcc" not in message
+    text, _ = bodies(message)
+    assert text.startswith("Kraków Bcc: x@example.org has 12 members.\n")
+
+
 def test_message_ids_are_unique(asit: RenderedIssue, asit_settings: Settings):
     templates = [build_template(asit, asit_settings) for _ in range(2)]
     ids = [parse(t.personalise(recipient()))["Message-ID"] for t in templates for _ in range(50)]

@@ -18,6 +18,7 @@ from newsletter.sending import (
     Progress,
     SendOptions,
     content_hash,
+    missing_attributes,
     rehearse,
     send_issue,
     send_proofs,
@@ -98,6 +99,49 @@ def test_messages_are_personalised(store, rendered, settings_with_key):
     token_url = unsubscribe.strip("<>").split(">")[0]
     html = message.get_body(("html",)).get_content()
     assert token_url in html and "{{" not in html
+
+
+def with_organisation(rendered):
+    """The issue greeting each reader's organisation, in the subject and both parts."""
+    return dataclasses.replace(
+        rendered, subject="{{first_name}} at {{organisation}}",
+        html=rendered.html.replace("<body", "<p>For {{ organisation }}</p><body", 1),
+        text="For {{organisation}}.\n" + rendered.text)
+
+
+def test_attributes_fill_their_placeholders(store, rendered, settings_with_key):
+    store.add("anna@example.org", name="Anna Kovacs", status=Status.ACTIVE,
+              attributes={"organisation": "Police <Academy> & Co"})
+    store.add("jan@example.org", name="Jan Nowak", status=Status.ACTIVE)
+    issue = with_organisation(rendered)
+    transport = Recording()
+    run(issue, settings_with_key, plan(store, issue), transport)
+    messages = {recipient: email.message_from_bytes(raw, policy=email.policy.default)
+                for recipient, raw in transport.sent}
+    anna, jan = messages["anna@example.org"], messages["jan@example.org"]
+    assert anna["Subject"] == "Anna at Police <Academy> & Co"
+    assert "<p>For Police &lt;Academy&gt; &amp; Co</p>" in anna.get_body(("html",)).get_content()
+    assert "For Police <Academy> & Co.\r\n" in anna.get_body(("plain",)).get_content()
+    assert jan["Subject"] == "Jan at"  # a reader without the attribute gets a blank
+    assert "<p>For </p>" in jan.get_body(("html",)).get_content()
+
+
+def test_an_attribute_nobody_has_is_reported_before_sending(store, rendered):
+    store.add("anna@example.org", status=Status.ACTIVE, tags=["police"],
+              attributes={"organisation": "Police Academy"})
+    store.add("jan@example.org", status=Status.ACTIVE, tags=["ngo"], attributes={"city": "Kraków"})
+    store.add("old@example.org", status=Status.UNSUBSCRIBED, attributes={"region": "Sofia"})
+    issue = with_organisation(rendered)
+    assert missing_attributes(rendered, store) == ""  # no attribute placeholders at all
+    assert missing_attributes(issue, store) == ""
+    assert missing_attributes(issue, store, ["police"]) == ""
+    assert missing_attributes(issue, store, ["ngo"]) == (
+        "{{organisation}} would be empty for everyone: no active subscriber in the audience has "
+        "that attribute (attributes on the list: city)")
+    typo = dataclasses.replace(issue, text=issue.text + "{{organisaton}} {{region}}")
+    assert missing_attributes(typo, store) == (
+        "{{organisaton}}, {{region}} would be empty for everyone: no active subscriber has "
+        "those attributes (attributes on the list: city, organisation)")
 
 
 def test_unsubscribed_mid_send_are_skipped(store, rendered, settings_with_key):

@@ -21,6 +21,7 @@ from newsletter.sending import (
     SendReport,
     check_ready,
     content_hash,
+    missing_attributes,
     rehearse,
     send_issue,
     send_proofs,
@@ -69,6 +70,8 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
     with Store.open(settings.database_url) as store:
         ledger = Ledger(store)
         audience = loaded.meta.audience
+        if missing := missing_attributes(rendered, store, audience):
+            raise NewsletterError(f"{loaded.slug}: {missing}")
         if dry_run:
             count, size, problems = rehearse(rendered, settings, store, audience)
             for problem in problems:

@@ -115,6 +115,7 @@ class Claim:
     email: str
     name: str
     first_name: str
+    attributes: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +229,8 @@ class Ledger:
                     status="skipped", error="the subscriber left before sending",
                     finished_at=now))
         claims = [Claim(r.id, r.subscriber_id, r.email, r.name,
-                        first_name_of(r.name, r.attributes or {})) for r in active]
+                        first_name_of(r.name, r.attributes or {}), r.attributes or {})
+                  for r in active]
         return claims, len(gone)
 
     def record(self, outcomes: Iterable[Outcome]) -> None:

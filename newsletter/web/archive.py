@@ -19,12 +19,11 @@ from urllib.parse import quote
 from sqlalchemy import select
 
 from newsletter.config import Settings
-from newsletter.content import ISSUE_FILE, PLACEHOLDERS, load_issue
+from newsletter.content import FIELD_RE, ISSUE_FILE, load_issue
 from newsletter.render import render_issue
 from newsletter.store import Store
 from newsletter.store.ledger import Send
 
-_PLACEHOLDER = re.compile(r"\{\{\s*(" + "|".join(PLACEHOLDERS) + r")\s*\}\}")
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 Version = tuple[tuple[str, int, int], ...]
 
@@ -67,7 +66,7 @@ class Archive:
     def _neutral(self, text: str, slug: str) -> str:
         """``text`` with its placeholders filled for nobody in particular."""
         values = neutral_values(self.settings, slug)
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+        return FIELD_RE.sub(lambda m: values.get(m.group(1), ""), text)
 
     def page(self, slug: str) -> Page | None:
         """The archive page of a sent issue, or None if there is none to show."""
@@ -106,12 +105,13 @@ class Archive:
         issue = load_issue(folder, self.settings)
         rendered = render_issue(issue, self.settings)
         values = neutral_values(self.settings, issue.slug)
-        filled = _PLACEHOLDER.sub(lambda m: html.escape(values[m.group(1)]), rendered.html)
+        filled = FIELD_RE.sub(lambda m: html.escape(values.get(m.group(1), "")), rendered.html)
         return Page(version, filled, frozenset(p.resolve() for p in issue.assets))
 
 
 def neutral_values(settings: Settings, slug: str) -> dict[str, str]:
-    """The placeholder values of the archive: nobody's name, address or token."""
+    """The placeholder values of the archive: nobody's name, address or token (and no
+    attributes: those placeholders are left empty)."""
     return {
         "first_name": settings.first_name_fallback,
         "name": settings.first_name_fallback,

@@ -21,7 +21,7 @@ ISSUE = """\
     preheader: "The web version"
     date: 2025-06-01
     ---
-    Dear {{first_name}}, this went to {{email}}.
+    Dear {{first_name}}, this went to {{email}} at {{organisation}}.
 
     ![Participants in Kraków](photos/group.png)
 
@@ -72,7 +72,7 @@ def test_an_issue_page_has_neutral_values_and_no_token(client, sent, web_setting
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "{{" not in html and "%7B%7B" not in html
-    assert "Dear friend, this went to ." in html
+    assert "Dear friend, this went to  at ." in html  # attributes are nobody's either
     assert f'href="{web_settings.base_url}/unsubscribe/"' in html
     assert f'href="{web_settings.base_url}/archive/2025-06-pictures/"' in html
     assert not re.search(r"/unsubscribe/[A-Za-z0-9_-]{10,}", html)

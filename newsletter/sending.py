@@ -109,17 +109,22 @@ def content_hash(rendered: RenderedIssue) -> str:
     return digest.hexdigest()
 
 
+def attribute_placeholders(rendered: RenderedIssue) -> list[str]:
+    """The subscriber attributes an issue fills in (``{{organisation}}``), sorted."""
+    return sorted({m.group(1) for part in (rendered.subject, rendered.html, rendered.text)
+                   for m in FIELD_RE.finditer(part)} - set(PLACEHOLDERS))
+
+
 def missing_attributes(rendered: RenderedIssue, store: Store,
                        audience: Collection[str] = ()) -> str:
     """Attribute placeholders that no active subscriber of the audience has: a typo, most
     likely, that would leave a blank in every message ("" when there are none). Subscribers
     who lack an attribute that others have get an empty value, by design."""
-    used = {m.group(1) for part in (rendered.subject, rendered.html, rendered.text)
-            for m in FIELD_RE.finditer(part)} - set(PLACEHOLDERS)
+    used = attribute_placeholders(rendered)
     if not used:
         return ""
     present = store.attribute_names(statuses=[Status.ACTIVE], tags=audience)
-    missing = sorted(used - set(present))
+    missing = sorted(set(used) - set(present))
     if not missing:
         return ""
     return (", ".join(f"{{{{{name}}}}}" for name in missing) + " would be empty for everyone: "

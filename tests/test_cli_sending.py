@@ -102,7 +102,8 @@ def test_an_attribute_placeholder_nobody_can_fill_stops_the_send(subscribed, wor
     assert "attributes on the list: organisation" in result.output
     assert outbox(workspace) == []
     issue.write_text(issue.read_text().replace("{{organization}}", "{{organisation}}"))
-    assert subscribed("send", SLUG, "--yes").exit_code == 0
+    sent = subscribed("send", SLUG, "--yes")
+    assert sent.exit_code == 0 and "{{organisation}} is blank for 3 of 4 recipients" in sent.output
     texts = [email.message_from_bytes(m.read_bytes(), policy=email.policy.default)
              .get_body(("plain",)).get_content() for m in outbox(workspace)]
     assert sorted("Greetings to Europol." in text for text in texts) == [False] * 3 + [True]

@@ -19,6 +19,7 @@ from newsletter.sending import (
     Progress,
     SendOptions,
     SendReport,
+    attribute_placeholders,
     check_ready,
     content_hash,
     missing_attributes,
@@ -82,6 +83,9 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
         existing = ledger.send(loaded.slug)
         if existing is None:
             size = store.count(statuses=[Status.ACTIVE], tags=audience)
+            for name in attribute_placeholders(rendered):
+                if blank := store.count(statuses=[Status.ACTIVE], tags=audience, lacking=name):
+                    click.echo(f"{{{{{name}}}}} is blank for {blank} of {size} recipients")
             target = f" tagged {', '.join(audience)}" if audience else ""
             if not yes:
                 click.confirm(f"Send “{rendered.subject}” to {size} active subscribers{target} "

@@ -279,10 +279,14 @@ class Store:
         with self._read() as session:
             return sorted(session.scalars(query))
 
-    def count(self, *, statuses: Collection[Status] = (), tags: Collection[str] = ()) -> int:
+    def count(self, *, statuses: Collection[Status] = (), tags: Collection[str] = (),
+              lacking: str | None = None) -> int:
+        """How many subscribers match; with ``lacking``, only those without that attribute."""
+        query = select(func.count()).select_from(Subscriber).where(self.filtered(statuses, tags))
+        if lacking is not None:
+            query = query.where(Subscriber.attributes[lacking].as_string().is_(None))
         with self._read() as session:
-            query = select(func.count()).select_from(Subscriber)
-            return session.scalar(query.where(self.filtered(statuses, tags))) or 0
+            return session.scalar(query) or 0
 
     def counts_by_status(self) -> dict[Status, int]:
         with self._read() as session:

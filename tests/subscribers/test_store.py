@@ -162,6 +162,20 @@ def test_audience_streams_active_subscribers_in_id_order(store):
     assert planned == [p.id for n, p in enumerate(people) if n % 2 == 0]
 
 
+def test_count_those_lacking_an_attribute(store):
+    add_active(store, "a@example.org", attributes={"organisation": "Europol", "city": "Den Haag"},
+               tags=["police"])
+    add_active(store, "b@example.org", attributes={"city": "Sofia"}, tags=["police"])
+    add_active(store, "c@example.org", tags=["ngo"])
+    store.add("d@example.org")  # pending
+    active = [Status.ACTIVE]
+    assert store.count(statuses=active, lacking="organisation") == 2
+    assert store.count(statuses=active, tags=["police"], lacking="organisation") == 1
+    assert store.count(statuses=active, lacking="city") == 1
+    assert store.count(lacking="nope") == 4
+    assert store.attribute_names(statuses=active, tags=["police"]) == ["city", "organisation"]
+
+
 def test_recipients_know_their_first_name(store):
     add_active(store, "anna@example.org", name="Anna Nowak")
     (recipient,), = store.audience()

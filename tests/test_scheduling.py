@@ -149,6 +149,20 @@ def test_an_issue_failing_its_check_is_held(settings, store, workspace):
     assert "fails `newsletter check`" in Schedules(store).get(SLUG).note
 
 
+def test_an_attribute_nobody_has_is_refused_then_held(settings, store, workspace):
+    issue = workspace / "issues" / SLUG / "issue.md"
+    issue.write_text(issue.read_text() + "\nGreetings to {{organisation}}.\n")
+    with pytest.raises(NewsletterError, match=r"\{\{organisation\}\} would be empty"):
+        put(settings, store, "2025-10-06 09:00 Europe/Sofia")
+    reader = store.add("europol@example.org", status=Status.ACTIVE,
+                       attributes={"organisation": "Europol"})
+    row = put(settings, store, "2025-10-06 09:00 Europe/Sofia")
+    store.set_status(reader.id, Status.UNSUBSCRIBED, reason="left")  # the only one who had it
+    scheduler, transport = runner(settings, store, Clock(row.send_at))
+    assert scheduler.run_pass().held == [SLUG] and transport.sent == []
+    assert "{{organisation}} would be empty for everyone" in Schedules(store).get(SLUG).note
+
+
 def test_one_lease_one_runner_until_it_expires(settings, store):
     row = put(settings, store, "2025-10-06 09:00 Europe/Sofia")
     clock = Clock(row.send_at - dt.timedelta(seconds=30))

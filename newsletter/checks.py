@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 from typing import Literal
 
 from newsletter.config import Settings
-from newsletter.content import PLACEHOLDER_RE, placeholder_problem
+from newsletter.content import LINK_PLACEHOLDERS, PLACEHOLDER_RE, placeholder_problem
 from newsletter.message import sample_message
 from newsletter.render import RenderedIssue
 
@@ -74,7 +74,8 @@ def _images(page: _Page) -> list[Finding]:
 def _links(page: _Page) -> list[Finding]:
     findings = []
     for href in page.links:
-        if PLACEHOLDER_RE.fullmatch(href) or re.match(r"(mailto|tel):", href):
+        whole = PLACEHOLDER_RE.fullmatch(href)  # our own links; an attribute could hold anything
+        if (whole and whole.group(1) in LINK_PLACEHOLDERS) or re.match(r"(mailto|tel):", href):
             continue
         if href.startswith("http://"):
             findings.append(Finding("warning", "links", f"{href} is not https"))

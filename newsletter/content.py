@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from newsletter.body import (
     DIRECTIVES,
     FIELD_RE,
+    LINK_PLACEHOLDERS,
     PLACEHOLDER_RE,
     PLACEHOLDERS,
     Block,
@@ -35,9 +36,10 @@ from newsletter.body import (
 from newsletter.config import Settings
 from newsletter.errors import ContentError, IssueNotFound, Problem
 
-__all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "PLACEHOLDERS", "PLACEHOLDER_RE", "Block",
-           "Button", "Callout", "Columns", "FrontMatter", "Hero", "Image", "Issue", "Partners",
-           "Section", "Text", "find_issue", "load_issue", "parse_send_at", "placeholder_problem"]
+__all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "LINK_PLACEHOLDERS", "PLACEHOLDERS",
+           "PLACEHOLDER_RE", "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero",
+           "Image", "Issue", "Partners", "Section", "Text", "find_issue", "load_issue",
+           "parse_send_at", "placeholder_problem"]
 
 ISSUE_FILE = "issue.md"
 

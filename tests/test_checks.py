@@ -35,6 +35,17 @@ def test_relative_and_plain_http_links(workspace, workspace_settings):
     assert has_errors(findings)
 
 
+def test_a_link_that_is_only_an_attribute_is_refused(workspace, workspace_settings):
+    """An attribute could hold anything (javascript:, a relative path): it may fill a part of
+    an https:// link, never the whole of one. Our own links may."""
+    rendered = crafted(workspace, workspace_settings,
+                       "[a]({{homepage}}) [b](https://example.org/{{city}}) [c]({{web_url}})")
+    findings = check_rendered(rendered, workspace_settings)
+    assert [(f.severity, f.rule, f.message) for f in findings] == [
+        ("error", "links", "'{{homepage}}' is not an absolute https:// link (relative links "
+                           "break in mail clients)")]
+
+
 def test_missing_preheader_and_long_subject(workspace, workspace_settings):
     text = f"---\nsubject: {'A very long subject ' * 5}\ndate: 2025-05-01\n---\nx\n"
     rendered = render_issue(load(workspace, "2025-05-s", text, workspace_settings),
@@ -69,6 +80,8 @@ def test_missing_unsubscribe_and_unknown_placeholder(workspace, workspace_settin
         "{{unsubscribe_url}}", "{{Unsubscribe URL}}"))
     findings = check_rendered(rendered, workspace_settings)
     assert [(f.severity, f.rule, f.message) for f in findings] == [
+        ("error", "links", "'{{Unsubscribe URL}}' is not an absolute https:// link (relative "
+                           "links break in mail clients)"),
         ("error", "unsubscribe", "the HTML part has no {{unsubscribe_url}} link"),
         ("error", "placeholders", "{{Unsubscribe URL}} is not a placeholder: did you mean "
          "{{unsubscribe_url}}? use {{first_name}}, {{name}}, {{email}}, {{unsubscribe_url}}, "

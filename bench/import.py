@@ -3,9 +3,10 @@
     .venv/bin/python bench/import.py [--rows 1000000] [--postgres URL | --no-postgres] [--sorted]
 
 Generates a CSV (about 1% invalid rows, 1% repeated addresses, some non-ASCII names and
-addresses) in a temporary folder, then imports it into a fresh database and exports it back,
-each step in its own process so that its peak RSS is its own; an import of a large file also
-reports the peak RSS of the process that reads the file beside it. PostgreSQL runs in a scratch
+addresses) in a temporary folder, then imports it into a fresh database, exports it back and
+imports it again with ``--update``, each step in its own process so that its peak RSS is its
+own; an import of a large file also reports the peak RSS of the process that reads the file
+beside it. PostgreSQL runs in a scratch
 schema of NEWSLETTER_TEST_POSTGRES_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test).
 """
 
@@ -83,15 +84,16 @@ def _rows(rows: int, seed: int) -> Iterator[list[str]]:
 
 
 def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
-    """One measured step, run in a child process: import or export."""
+    """One measured step, run in a child process: import, export, or the same import again
+    with ``--update`` (every address already listed, each compared with what is stored)."""
     from newsletter.exports import export_csv
     from newsletter.imports import ImportOptions, import_csv
     from newsletter.store import Store
 
     with Store.open(url) as store, ChildMemory() as children:
         start = time.perf_counter()
-        if kind == "import":
-            report = import_csv(store, csv_path, ImportOptions(),
+        if kind in ("import", "update"):
+            report = import_csv(store, csv_path, ImportOptions(update=kind == "update"),
                                 rejects_path=csv_path.with_suffix(".rejects.csv"))
             rows, extra = report.rows, report.counts()
         else:
@@ -191,7 +193,7 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--sorted", action="store_true",
                         help="Sort the file by address (as some tools export lists).")
-    parser.add_argument("--phase", choices=["import", "export"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["import", "export", "update"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -212,6 +214,7 @@ def main() -> None:
         print("  " + ", ".join(f"{k} {int(imported[k]):,}" for k in
                                ("added", "duplicates", "rejected", "suppressed")))
         report("SQLite export", run_phase("export", sqlite_url, csv_path))
+        report("SQLite --update", run_phase("update", sqlite_url, csv_path))
         if args.no_postgres:
             return
         scratch = postgres_schema(args.postgres)
@@ -222,6 +225,7 @@ def main() -> None:
         try:
             report("PostgreSQL import", run_phase("import", pg_url, csv_path))
             report("PostgreSQL export", run_phase("export", pg_url, csv_path))
+            report("PostgreSQL --update", run_phase("update", pg_url, csv_path))
         finally:
             drop_schema(args.postgres, schema)
 

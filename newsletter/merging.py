@@ -170,19 +170,31 @@ def _merge(current: Existing, row: Row, policy: Policy) -> None:
 
 
 def _update_fields(current: Existing, row: Row) -> None:
+    if current.attributes is None and row.attributes == current.stored_attributes \
+            and row.tags == current.stored_tags and row.name in ("", current.name):
+        return  # the same JSON text as stored (tags are always sorted): nothing to decode
+    attributes, tags = _decoded(current)
     name = row.name or current.name
-    attributes = current.attributes | json.loads(row.attributes)
-    tags = sorted(set(current.tags) | set(json.loads(row.tags)))
+    attributes = attributes | json.loads(row.attributes)
+    tags = sorted(set(tags) | set(json.loads(row.tags)))
     if (name, attributes, tags) != (current.name, current.attributes, current.tags):
         current.name, current.attributes, current.tags = name, attributes, tags
         current.touched = True
+
+
+def _decoded(current: Existing) -> tuple[dict[str, str], list[str]]:
+    """The row's attributes and tags, decoded from the stored JSON on first need."""
+    if current.attributes is None or current.tags is None:
+        current.attributes = json.loads(current.stored_attributes)
+        current.tags = json.loads(current.stored_tags)
+    return current.attributes, current.tags
 
 
 def _set_status(current: Existing, status: Status, policy: Policy) -> None:
     if status == current.status:
         return
     current.status, current.status_reason = status, "import"
-    current.status_changed_at = policy.stamp
+    current.status_changed, current.status_changed_at = True, policy.stamp
     current.unsubscribed_at = policy.stamp if status.suppressed else None
     current.touched = True
 
@@ -192,11 +204,14 @@ _VALUE = {status: status.value for status in Status}
 
 
 def _update_row(entry: Existing, policy: Policy) -> dict[str, Any]:
-    return {"b_id": entry.id, "b_name": entry.name, "b_attributes": entry.attributes,
-            "b_tags": entry.tags, "b_status": entry.status,
-            "b_status_reason": entry.status_reason,
-            "b_status_changed_at": entry.status_changed_at, "b_updated_at": policy.stamp,
-            "b_unsubscribed_at": entry.unsubscribed_at}
+    attributes, tags = _decoded(entry)
+    change = {"b_id": entry.id, "b_name": entry.name, "b_attributes": attributes,
+              "b_tags": tags, "b_updated_at": policy.stamp}
+    if entry.status_changed:
+        change |= {"b_status": entry.status, "b_status_reason": entry.status_reason,
+                   "b_status_changed_at": entry.status_changed_at,
+                   "b_unsubscribed_at": entry.unsubscribed_at}
+    return change
 
 
 def _dumps(value: Any) -> str:

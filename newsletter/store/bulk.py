@@ -13,10 +13,11 @@ import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Table, Text, bindparam, delete, insert, select, update
+from sqlalchemy import cast as sql_cast
 
 from newsletter.store.database import SQLITE_PRAGMAS
 from newsletter.store.models import Subscriber, Suppression
@@ -25,14 +26,16 @@ from newsletter.store.suppression import address_hash
 from newsletter.values import Status
 
 TABLE = cast(Table, Subscriber.__table__)
-_FULL = select(
-    Subscriber.email_key, Subscriber.name, Subscriber.attributes, Subscriber.tags,
-    Subscriber.status_reason, Subscriber.status_changed_at, Subscriber.unsubscribed_at)
-_UPDATE = (update(TABLE).where(TABLE.c.id == bindparam("b_id")).values(
-    name=bindparam("b_name"), attributes=bindparam("b_attributes"), tags=bindparam("b_tags"),
-    status=bindparam("b_status"), status_reason=bindparam("b_status_reason"),
-    status_changed_at=bindparam("b_status_changed_at"), updated_at=bindparam("b_updated_at"),
-    unsubscribed_at=bindparam("b_unsubscribed_at")))
+_FIELDS: dict[str, Any] = {
+    "name": bindparam("b_name"), "attributes": bindparam("b_attributes"),
+    "tags": bindparam("b_tags"), "updated_at": bindparam("b_updated_at")}
+_STATUS: dict[str, Any] = {
+    "status": bindparam("b_status"), "status_reason": bindparam("b_status_reason"),
+    "status_changed_at": bindparam("b_status_changed_at"),
+    "unsubscribed_at": bindparam("b_unsubscribed_at")}
+# Rows whose status an import changed, and rows whose fields only it changed.
+_UPDATE = update(TABLE).where(TABLE.c.id == bindparam("b_id")).values(_FIELDS | _STATUS)
+_UPDATE_FIELDS = update(TABLE).where(TABLE.c.id == bindparam("b_id")).values(_FIELDS)
 # While an import batch holds the write lock (restored to the defaults afterwards): a page cache
 # that holds the unique index, and checkpoints every 200 MB of log instead of every 40 MB.
 # A batch of random addresses dirties most of the index; checkpointing after nearly every
@@ -49,10 +52,15 @@ class Existing:
     id: int
     status: Status
     touched: bool  # already written by this import: a later row is a duplicate
-    # Loaded only when the import may change the row (Batch.existing(..., full=True)):
+    # Read only when the import may change the row (Batch.existing(..., full=True)), as the
+    # JSON text stored; merging decodes it only for a row that differs.
     name: str = ""
-    attributes: dict[str, str] = field(default_factory=dict)
-    tags: list[str] = field(default_factory=list)
+    stored_attributes: str = "{}"
+    stored_tags: str = "[]"
+    attributes: dict[str, str] | None = None  # decoded, or as this import changed them
+    tags: list[str] | None = None
+    # Set when this import changes the status (the stored ones are never needed).
+    status_changed: bool = False
     status_reason: str = ""
     status_changed_at: dt.datetime | None = None
     unsubscribed_at: dt.datetime | None = None
@@ -71,40 +79,35 @@ class Batch:
     def existing(self, keys: Sequence[str], stamp: dt.datetime, *,
                  full: bool) -> dict[str, Existing]:
         """The subscribers with these keys; ``touched`` if their updated_at is ``stamp``.
-        Only id and status are read unless ``full``: the common case stays one cheap query."""
+        Only id and status are read unless ``full`` (name, attributes and tags too)."""
         found: dict[str, Existing] = {}
         keys = sorted(keys)  # in index order: each lookup starts near where the last one ended
         for start in range(0, len(keys), _CHUNK):
-            for key, id_, status, touched in self._lookup(keys[start:start + _CHUNK], stamp):
-                found[key] = Existing(id_, Status(status), bool(touched))
-        if full and found:
-            found_keys = list(found)
-            for start in range(0, len(found_keys), _CHUNK):
-                chunk = found_keys[start:start + _CHUNK]
-                for row in self.connection.execute(_FULL.where(Subscriber.email_key.in_(chunk))):
-                    entry = found[row.email_key]
-                    entry.name, entry.attributes, entry.tags = row.name, row.attributes, row.tags
-                    entry.status_reason, entry.status_changed_at = (row.status_reason,
-                                                                    row.status_changed_at)
-                    entry.unsubscribed_at = row.unsubscribed_at
+            for key, id_, status, touched, *fields in self._lookup(
+                    keys[start:start + _CHUNK], stamp, full):
+                found[key] = Existing(id_, Status(status), bool(touched), *fields)
         return found
 
-    def _lookup(self, keys: Sequence[str], stamp: dt.datetime) -> Any:
+    def _lookup(self, keys: Sequence[str], stamp: dt.datetime, full: bool) -> Any:
         # Driver-level SQL: with thousands of keys SQLAlchemy's expanding IN costs more than
-        # the query itself.
+        # the query itself, and its JSON columns decode every document.
         when = self.timestamp(stamp)
-        columns = "SELECT email_key, id, status, updated_at = {} FROM subscribers WHERE "
+        columns = "SELECT email_key, id, status, updated_at = {}"
         if self.dialect == "postgresql":
+            columns += ", name, attributes::text, tags::text" if full else ""
             return self.connection.exec_driver_sql(
-                columns.format("%(stamp)s") + "email_key = ANY(%(keys)s)",
+                columns.format("%(stamp)s") + " FROM subscribers WHERE email_key = ANY(%(keys)s)",
                 {"stamp": when, "keys": list(keys)})
         if self.dialect == "sqlite":
+            columns += ", name, attributes, tags" if full else ""
             return self.connection.exec_driver_sql(
-                columns.format("?") + f"email_key IN ({', '.join('?' * len(keys))})",
-                (when, *keys))
+                columns.format("?") + f" FROM subscribers WHERE email_key IN "
+                f"({', '.join('?' * len(keys))})", (when, *keys))
+        documents = (Subscriber.name, sql_cast(Subscriber.attributes, Text),
+                     sql_cast(Subscriber.tags, Text)) if full else ()
         return self.connection.execute(select(
             Subscriber.email_key, Subscriber.id, Subscriber.status,
-            Subscriber.updated_at == stamp).where(Subscriber.email_key.in_(keys)))
+            Subscriber.updated_at == stamp, *documents).where(Subscriber.email_key.in_(keys)))
 
     def erased(self, keys: Collection[str]) -> set[str]:
         """The keys among ``keys`` whose address was erased (held only as a hash)."""
@@ -193,9 +196,12 @@ class Batch:
             Subscriber.email_key.in_(keys)))
 
     def update(self, changes: list[dict[str, Any]]) -> None:
-        """Update subscribers: dicts with the ``b_*`` keys of the UPDATE statement."""
-        if changes:
-            self.connection.execute(_UPDATE, changes)
+        """Update subscribers: dicts with the ``b_*`` keys of name, attributes, tags and
+        updated_at, and of the status columns where the status changes."""
+        for statement, rows in ((_UPDATE, [c for c in changes if "b_status" in c]),
+                                (_UPDATE_FIELDS, [c for c in changes if "b_status" not in c])):
+            if rows:
+                self.connection.execute(statement, rows)
 
     def _copy(self, statement: str, rows: list[tuple[Any, ...]], shared: tuple[Any, ...]) -> None:
         # COPY text written a chunk at a time, so the server parses while we format;

@@ -192,6 +192,25 @@ def test_addresses_already_on_the_list_change_only_with_update(store, tmp_path):
     assert import_csv(store, path, ImportOptions(update=True)).unchanged == 1
 
 
+def test_an_update_writes_only_what_changed(store, tmp_path):
+    """New fields keep the status history; a new status keeps the fields."""
+    anna = store.add("anna@example.org", name="Anna", attributes={"org": "CESIE"},
+                     status=Status.ACTIVE)
+    before = store.get_by_email("anna@example.org")
+    renamed = write(tmp_path, "email,name\nanna@example.org,Anna Rossi\n")
+    assert import_csv(store, renamed, ImportOptions(update=True)).updated == 1
+    after = store.get_by_email("anna@example.org")
+    assert after.name == "Anna Rossi" and after.attributes == {"org": "CESIE"}
+    assert (after.status, after.status_reason, after.status_changed_at) == (
+        before.status, before.status_reason, before.status_changed_at)
+    left = write(tmp_path, "email,status\nanna@example.org,unsubscribed\n")
+    assert import_csv(store, left).updated == 1
+    gone = store.get(anna.id)
+    assert gone.status is Status.UNSUBSCRIBED and gone.status_reason == "import"
+    assert gone.unsubscribed_at is not None and gone.status_changed_at > before.status_changed_at
+    assert (gone.name, gone.attributes) == ("Anna Rossi", {"org": "CESIE"})
+
+
 @pytest.mark.parametrize("left", ["unsubscribed", "bounced", "complained", "erased"])
 def test_who_left_or_was_erased_stays_out_and_counts_as_suppressed(store, tmp_path, left):
     anna = store.add("anna@example.org", name="Anna", status=Status.ACTIVE)

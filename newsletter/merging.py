@@ -194,7 +194,7 @@ def _set_status(current: Existing, status: Status, policy: Policy) -> None:
     if status == current.status:
         return
     current.status, current.status_reason = status, "import"
-    current.status_changed, current.status_changed_at = True, policy.stamp
+    current.status_changed_at = policy.stamp
     current.unsubscribed_at = policy.stamp if status.suppressed else None
     current.touched = True
 
@@ -207,7 +207,7 @@ def _update_row(entry: Existing, policy: Policy) -> dict[str, Any]:
     attributes, tags = _decoded(entry)
     change = {"b_id": entry.id, "b_name": entry.name, "b_attributes": attributes,
               "b_tags": tags, "b_updated_at": policy.stamp}
-    if entry.status_changed:
+    if entry.status_changed_at is not None:  # set by _set_status only
         change |= {"b_status": entry.status, "b_status_reason": entry.status_reason,
                    "b_status_changed_at": entry.status_changed_at,
                    "b_unsubscribed_at": entry.unsubscribed_at}

@@ -59,8 +59,7 @@ class Existing:
     stored_tags: str = "[]"
     attributes: dict[str, str] | None = None  # decoded, or as this import changed them
     tags: list[str] | None = None
-    # Set when this import changes the status (the stored ones are never needed).
-    status_changed: bool = False
+    # Set only when this import changes the status (the stored ones are never needed).
     status_reason: str = ""
     status_changed_at: dt.datetime | None = None
     unsubscribed_at: dt.datetime | None = None

@@ -145,13 +145,16 @@ def envelope_sender(settings: Settings) -> str:
 
 def send_proofs(rendered: RenderedIssue, settings: Settings, transport: Transport,
                 addresses: Iterable[str]) -> list[tuple[str, str]]:
-    """Send ``[Proof]`` copies to the given addresses, outside the ledger and the list."""
+    """Send ``[Proof]`` copies to the given addresses, outside the ledger and the list.
+    Attribute placeholders show as ``[organisation]``: where each reader's value will go."""
     proof = dataclasses.replace(rendered, subject=f"[Proof] {rendered.subject}")
     template = build_template(proof, settings)
+    markers = {name: f"[{name}]" for name in attribute_placeholders(rendered)}
     sent = []
     for number, address in enumerate(addresses, 1):
         raw = template.personalise(Recipient(
-            address, unsubscribe_url=f"{settings.base_url}/unsubscribe/proof"))
+            address, unsubscribe_url=f"{settings.base_url}/unsubscribe/proof",
+            attributes=markers))
         envelope = Envelope(envelope_sender(settings), address, rendered.slug, f"proof-{number}")
         sent.append((address, transport.send(raw, envelope)))
     return sent

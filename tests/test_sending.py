@@ -305,6 +305,14 @@ def test_proofs_and_rehearsal_leave_the_ledger_alone(store, rendered, settings_w
     assert Ledger(store).send(SLUG) is None
 
 
+def test_proofs_show_where_attributes_go(rendered, settings_with_key):
+    transport = Recording()
+    send_proofs(with_organisation(rendered), settings_with_key, transport, ["editor@example.org"])
+    message = email.message_from_bytes(transport.sent[0][1], policy=email.policy.default)
+    assert message["Subject"] == "[Proof] friend at [organisation]"
+    assert "For [organisation].\r\n" in message.get_body(("plain",)).get_content()
+
+
 def test_content_hash_changes_with_content(rendered):
     assert content_hash(rendered) == content_hash(dataclasses.replace(rendered))
     assert content_hash(rendered) != content_hash(dataclasses.replace(rendered, text="x"))

@@ -12,6 +12,7 @@ import datetime as dt
 import html
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -63,10 +64,10 @@ class Archive:
         return [Entry(slug, self._neutral(subject, slug), sent_at)
                 for slug, subject, sent_at in rows if self._folder(slug) is not None]
 
-    def _neutral(self, text: str, slug: str) -> str:
+    def _neutral(self, text: str, slug: str, escape: Callable[[str], str] = str) -> str:
         """``text`` with its placeholders filled for nobody in particular."""
         values = neutral_values(self.settings, slug)
-        return FIELD_RE.sub(lambda m: values.get(m.group(1), ""), text)
+        return FIELD_RE.sub(lambda m: escape(values.get(m.group(1), "")), text)
 
     def page(self, slug: str) -> Page | None:
         """The archive page of a sent issue, or None if there is none to show."""
@@ -104,8 +105,7 @@ class Archive:
     def _render(self, folder: Path, version: Version) -> Page:
         issue = load_issue(folder, self.settings)
         rendered = render_issue(issue, self.settings)
-        values = neutral_values(self.settings, issue.slug)
-        filled = FIELD_RE.sub(lambda m: html.escape(values.get(m.group(1), "")), rendered.html)
+        filled = self._neutral(rendered.html, issue.slug, html.escape)
         return Page(version, filled, frozenset(p.resolve() for p in issue.assets))
 
 

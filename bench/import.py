@@ -86,9 +86,9 @@ def _rows(rows: int, seed: int) -> Iterator[list[str]]:
 def phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
     """One measured step, run in a child process: import, export, or the same import again
     with ``--update`` (every address already listed, each compared with what is stored)."""
-    from newsletter.exports import export_csv
-    from newsletter.imports import ImportOptions, import_csv
     from newsletter.store import Store
+    from newsletter.subscribers.exports import export_csv
+    from newsletter.subscribers.imports import ImportOptions, import_csv
 
     with Store.open(url) as store, ChildMemory() as children:
         start = time.perf_counter()

@@ -21,10 +21,10 @@ from email.message import EmailMessage
 from email.utils import localtime, make_msgid
 from pathlib import Path
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings, load_settings
-from newsletter.content import find_issue, load_issue
 from newsletter.message import Recipient, build_template
-from newsletter.render import RenderedIssue, render_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 20_000

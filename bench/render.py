@@ -10,9 +10,9 @@ import statistics
 import time
 from pathlib import Path
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.config import load_settings
-from newsletter.content import find_issue, load_issue
-from newsletter.render import render_issue
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -49,16 +49,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings, load_settings
-from newsletter.content import find_issue, load_issue
-from newsletter.importfile import INSERTED
 from newsletter.message import build_template
-from newsletter.pacing import RateLimiter
-from newsletter.render import RenderedIssue, render_issue
-from newsletter.sending import Dispatcher, Progress, SendOptions, content_hash, send_issue
+from newsletter.sending.engine import Dispatcher, Progress, SendOptions, content_hash, send_issue
+from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store, bulk
 from newsletter.store.ledger import Claim, Ledger, Outcome
 from newsletter.store.models import utcnow
+from newsletter.subscribers.importfile import INSERTED
 from newsletter.transports.base import Envelope, Transport
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,9 +36,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from newsletter.config import Settings, load_settings
-from newsletter.importfile import INSERTED
 from newsletter.store import Status, Store, Subscriber, bulk
 from newsletter.store.models import utcnow
+from newsletter.subscribers.importfile import INSERTED
 from newsletter.tokens import Purpose, make_token
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,9 +39,8 @@ from typing import Any
 from urllib.parse import quote
 
 from newsletter.config import Settings
-from newsletter.content import FIELD_RE
 from newsletter.errors import ConfigError, InvalidAddress
-from newsletter.render import RenderedIssue
+from newsletter.values import FIELD_RE
 
 # Quoted-printable width before the soft break appended after a chunk: lines stay ≤ 76 (RFC 2045).
 QP_WIDTH = 75
@@ -58,6 +57,17 @@ _LIST_ID = re.compile("[" + _ATEXT + "]+(?:\\.[" + _ATEXT + "]+)+")
 _FEEDBACK_ID = re.compile(r"(?:[!-9;-~]*:){0,3}[!-9;-~]+")  # printable ASCII but ':' separates
 _URL = re.compile(r"[!#-;=?-~]+")  # printable ASCII without space, '"', '<' or '>'
 _QP_SAFE = re.compile(f"[ -<>-~]{{0,{QP_WIDTH}}}")  # needs no quoted-printable escape
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """An issue as email, placeholders intact: what ``authoring.render`` makes of an ``Issue``."""
+
+    slug: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 

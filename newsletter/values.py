@@ -3,7 +3,7 @@ tags, shared by every way in (import, web form, CLI) and by the store's models.
 
 Canonical means idempotent: cleaning a cleaned value changes nothing, which is what makes an
 export → import → export round trip exact. Nothing here needs the database, so the process that
-reads a large import file in parallel (newsletter.importfile) starts without SQLAlchemy.
+reads a large import file in parallel (newsletter.subscribers.importfile) starts without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -15,6 +15,13 @@ from enum import StrEnum
 from newsletter.errors import InvalidValue
 
 NAME_LENGTH, TAG_LENGTH, SOURCE_LENGTH = 200, 64, 200
+
+# Per-recipient fields (built in, or an attribute by its name): left in the rendered email as
+# {{name}} and filled in at send time.
+PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")  # built in
+LINK_PLACEHOLDERS = ("unsubscribe_url", "web_url")  # no use in a subject
+PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")  # anything in braces, to report
+FIELD_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # what is filled in (checked beforehand)
 
 
 class Status(StrEnum):

@@ -10,9 +10,9 @@ from pathlib import Path
 import hypothesis
 import pytest
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings, load_settings
-from newsletter.content import find_issue, load_issue
-from newsletter.render import RenderedIssue, render_issue
 
 # Timings are measured in bench/, not asserted: a busy CI machine must not turn a slow example
 # into a failure (Hypothesis' default deadline is 200 ms per example).

@@ -6,8 +6,8 @@ import textwrap
 import threading
 from pathlib import Path
 
+from newsletter.authoring.content import Issue, load_issue
 from newsletter.config import Settings
-from newsletter.content import Issue, load_issue
 from newsletter.transports.base import Envelope, Transport
 
 

@@ -2,8 +2,8 @@ import dataclasses
 
 import pytest
 
-from newsletter.checks import check_message, check_rendered, has_errors
-from newsletter.render import render_issue
+from newsletter.authoring.checks import check_message, check_rendered, has_errors
+from newsletter.authoring.render import render_issue
 from tests.conftest import ASIT_ISSUES
 from tests.helpers import load
 

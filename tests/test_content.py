@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.content import (
+from newsletter.authoring.content import (
     Button,
     Callout,
     Columns,

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.config import load_settings
-from newsletter.content import find_issue, load_issue
-from newsletter.imports import import_csv
-from newsletter.render import render_issue
-from newsletter.sending import SendOptions, content_hash, send_issue
+from newsletter.sending.engine import SendOptions, content_hash, send_issue
 from newsletter.store import Store, Subscriber
 from newsletter.store.ledger import Delivery, Ledger
+from newsletter.subscribers.imports import import_csv
 from newsletter.transports.ses import SesTransport
 from tests.fakeses import fetch, spawn
 
@@ -114,7 +114,7 @@ def test_throttles_errors_and_timeouts_end_with_everyone_mailed_once(workspace_s
     count = 1000
     for name, value in aws_env("").items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("newsletter.sending.backoff", lambda attempt: 0.01 * attempt)
+    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.01 * attempt)
     settings = workspace_settings.model_copy(update={"secret_key": SECRET})
     rendered = render_issue(load_issue(find_issue(settings, SLUG), settings), settings)
     with spawn("--latency", "0.01", "--throttle", "0.1", "--error5xx", "0.02",

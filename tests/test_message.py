@@ -18,8 +18,9 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings, load_settings
-from newsletter.content import find_issue, load_issue
 from newsletter.errors import ConfigError, InvalidAddress, NewsletterError
 from newsletter.message import (
     MessageTemplate,
@@ -28,7 +29,6 @@ from newsletter.message import (
     header_address,
     sample_message,
 )
-from newsletter.render import RenderedIssue, render_issue
 
 SLUG = "2025-04-asit-highlights"
 BASE = "https://newsletter.asit-project.eu"

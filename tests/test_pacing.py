@@ -7,7 +7,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from newsletter.pacing import WINDOW, RateLimiter, backoff
+from newsletter.sending.pacing import WINDOW, RateLimiter, backoff
 
 
 class Clock:

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
+from newsletter.authoring.preview import Preview, make_server
 from newsletter.config import load_settings
-from newsletter.preview import Preview, make_server
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.authoring.render import block_rows, find_unbalanced_tag, html_text, render_issue
 from newsletter.errors import RenderError
-from newsletter.render import block_rows, find_unbalanced_tag, html_text, render_issue
 from tests.conftest import ASIT_ISSUES
 from tests.helpers import load
 
@@ -224,6 +224,6 @@ def test_html_text():
 
 
 def test_rendering_is_pure_and_repeatable(settings, asit_rendered):
-    from newsletter.content import find_issue, load_issue
+    from newsletter.authoring.content import find_issue, load_issue
     again = render_issue(load_issue(find_issue(settings, ASIT_ISSUES[0]), settings), settings)
     assert again == asit_rendered[ASIT_ISSUES[0]]

@@ -11,10 +11,10 @@ import time
 
 from sqlalchemy import update
 
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.config import load_settings
-from newsletter.content import find_issue, load_issue
-from newsletter.render import render_issue
-from newsletter.sending import content_hash
+from newsletter.sending.engine import content_hash
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import Lease, Schedules

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.content import find_issue, load_issue
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.errors import NewsletterError
-from newsletter.render import render_issue
-from newsletter.scheduling import Runner, local, schedule_issue
-from newsletter.sending import content_hash
+from newsletter.sending.engine import content_hash
+from newsletter.sending.scheduling import Runner, local, schedule_issue
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import Schedules

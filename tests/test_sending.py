@@ -9,11 +9,10 @@ import threading
 
 import pytest
 
+from newsletter.authoring.render import RenderedIssue
 from newsletter.errors import FatalTransportError, PermanentError, Throttled, TransientError
 from newsletter.message import build_template
-from newsletter.pacing import RateLimiter
-from newsletter.render import RenderedIssue
-from newsletter.sending import (
+from newsletter.sending.engine import (
     Dispatcher,
     Progress,
     SendOptions,
@@ -23,6 +22,7 @@ from newsletter.sending import (
     send_issue,
     send_proofs,
 )
+from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger, Outcome, Sender
 from newsletter.store.models import utcnow
@@ -156,7 +156,7 @@ def test_unsubscribed_mid_send_are_skipped(store, rendered, settings_with_key):
 
 def test_throttles_and_transient_errors_are_retried_without_duplicates(
         store, rendered, settings_with_key, monkeypatch):
-    monkeypatch.setattr("newsletter.sending.backoff", lambda attempt: 0.001)
+    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.001)
     add_people(store, 30)
 
     def flaky(envelope, call):
@@ -189,7 +189,7 @@ def test_permanent_failures_are_recorded_and_can_be_retried(store, rendered, set
 
 
 def test_transient_errors_give_up_after_a_limit(store, rendered, settings_with_key, monkeypatch):
-    monkeypatch.setattr("newsletter.sending.backoff", lambda attempt: 0.001)
+    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.001)
     add_people(store, 2)
     transport = Recording(fail=lambda e, call: TransientError("timeout")
                           if e.recipient == "person0@example.org" else None)

@@ -27,6 +27,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
 from newsletter.errors import (
     ConfigError,
@@ -37,7 +38,6 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.message import Recipient, build_template
-from newsletter.render import RenderedIssue
 from newsletter.transports import make_transport
 from newsletter.transports.base import Envelope, Quota
 from newsletter.transports.ses import (

@@ -9,7 +9,7 @@ from typing import BinaryIO
 import click
 
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.events import SQS_WAIT, Tally, ingest, poll_queue
+from newsletter.feedback.events import SQS_WAIT, Tally, ingest, poll_queue
 from newsletter.store import Store
 
 MAX_PROBLEMS = 20  # malformed documents listed one by one; the rest are counted

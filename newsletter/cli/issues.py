@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from newsletter.checks import Finding, check_rendered, has_errors
+from newsletter.authoring.checks import Finding, check_rendered, has_errors
+from newsletter.authoring.content import find_issue, load_issue
+from newsletter.authoring.preview import Preview, make_server
+from newsletter.authoring.render import render_issue
+from newsletter.authoring.scaffold import create_issue
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.content import find_issue, load_issue
 from newsletter.errors import ContentError, NewsletterError, RenderError
 from newsletter.message import sample_message
-from newsletter.preview import Preview, make_server
-from newsletter.render import render_issue
-from newsletter.scaffold import create_issue
 
 
 def issue_folder(env: Env, name: str) -> Path:

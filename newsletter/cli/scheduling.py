@@ -9,8 +9,8 @@ import click
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
 from newsletter.cli.issues import issue_folder
 from newsletter.errors import NewsletterError
-from newsletter.scheduler import run_scheduler
-from newsletter.scheduling import local, schedule_issue
+from newsletter.sending.scheduler import run_scheduler
+from newsletter.sending.scheduling import local, schedule_issue
 from newsletter.store import Store
 from newsletter.store.schedules import Schedules
 

@@ -8,14 +8,13 @@ from typing import Any
 
 import click
 
-from newsletter.checks import check_rendered, has_errors
+from newsletter.authoring.checks import check_rendered, has_errors
+from newsletter.authoring.content import load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
 from newsletter.cli.issues import issue_folder
-from newsletter.content import load_issue
 from newsletter.errors import NewsletterError
-from newsletter.render import render_issue
-from newsletter.scheduling import local
-from newsletter.sending import (
+from newsletter.sending.engine import (
     Progress,
     SendOptions,
     SendReport,
@@ -27,6 +26,7 @@ from newsletter.sending import (
     send_issue,
     send_proofs,
 )
+from newsletter.sending.scheduling import local
 from newsletter.store import Status, Store
 from newsletter.store.events import EventLog
 from newsletter.store.ledger import Ledger

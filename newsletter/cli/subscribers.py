@@ -12,10 +12,10 @@ from typing import Any, TextIO
 import click
 
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.exports import export_csv, export_json
-from newsletter.imports import ImportOptions, ImportReport, import_csv
 from newsletter.store import Status, Store, Subscriber
 from newsletter.store import database as db_schema
+from newsletter.subscribers.exports import export_csv, export_json
+from newsletter.subscribers.imports import ImportOptions, ImportReport, import_csv
 
 STATUSES = click.Choice([status.value for status in Status])
 SHOWN_REJECTS = 20

@@ -135,7 +135,7 @@ class Batch:
     def shared(self, stamp: dt.datetime, *, status: Status, reason: str,
                source: str) -> dict[str, Any]:
         """Values every new row of an insert_new() gets, beyond email, key, name, attributes
-        and tags (newsletter.importfile.INSERTED); ``stamp`` is their creation time."""
+        and tags (newsletter.subscribers.importfile.INSERTED); ``stamp`` is their creation time."""
         when = self.timestamp(stamp)
         return {"status": status.value, "unsubscribed_at": when if status.suppressed else None,
                 "status_reason": reason, "source": source, "created_at": when,

@@ -1,6 +1,6 @@
 """Email events as we keep them: the vocabulary, one row per event, and what each one does.
 
-Event types (our words: ``newsletter.events`` translates SES's, and nothing here knows them):
+Event types (our words: ``feedback.events`` translates SES's, and nothing here knows them):
 
     sent              the provider accepted the message for delivery
     delivered         the recipient's mail server accepted it

@@ -86,11 +86,11 @@ def healthz() -> tuple[Response, int]:
 
 
 def ses_webhook() -> Response:
-    """SES events through SNS: handled by ``newsletter.events`` (503 where it is not built)."""
+    """SES events through SNS: handled by ``feedback.events`` (503 where it is not built)."""
     try:
-        events = importlib.import_module("newsletter.events")
+        events = importlib.import_module("newsletter.feedback.events")
     except ModuleNotFoundError as error:
-        if error.name != "newsletter.events":
+        if error.name != "newsletter.feedback.events":
             raise
         return Response("SES events are not handled by this installation\n", 503,
                         mimetype="text/plain")

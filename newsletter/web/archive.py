@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 
+from newsletter.authoring.content import FIELD_RE, ISSUE_FILE, load_issue
+from newsletter.authoring.render import render_issue
 from newsletter.config import Settings
-from newsletter.content import FIELD_RE, ISSUE_FILE, load_issue
-from newsletter.render import render_issue
 from newsletter.store import Store
 from newsletter.store.ledger import Send
 

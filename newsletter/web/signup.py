@@ -26,9 +26,9 @@ from email.utils import format_datetime, make_msgid
 from newsletter.config import Settings
 from newsletter.errors import AddressSuppressed, AlreadySubscribed
 from newsletter.message import header_address
-from newsletter.optin import ConfirmationEmail, render_confirmation
-from newsletter.sending import envelope_sender
+from newsletter.sending.engine import envelope_sender
 from newsletter.store import Status, Store, Subscriber
+from newsletter.subscribers.optin import ConfirmationEmail, render_confirmation
 from newsletter.transports import Envelope, Transport
 
 logger = logging.getLogger("newsletter.web.signup")

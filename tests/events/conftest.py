@@ -2,8 +2,8 @@
 
 A test PKI (one self-signed RSA certificate, made at run time), a local https server standing in
 for ``sns.<region>.amazonaws.com``, SNS messages signed with that key the way AWS documents it
-(built here independently of ``newsletter.sns``), realistic SES bodies from ``fixtures/``, and a
-store holding a sent issue whose deliveries carry SES message ids.
+(built here independently of ``newsletter.feedback.sns``), realistic SES bodies from
+``fixtures/``, and a store holding a sent issue whose deliveries carry SES message ids.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 from newsletter.config import Settings
-from newsletter.sns import CertificateCache, SnsVerifier, fetch_https
+from newsletter.feedback.sns import CertificateCache, SnsVerifier, fetch_https
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger, Outcome
 

@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from newsletter.errors import DatabaseError
-from newsletter.events import Applied, Event, EventType, parse_ses_event
+from newsletter.feedback.events import Applied, Event, EventType, parse_ses_event
 from newsletter.store import Status, Store
 from newsletter.store.events import EventLog, EventRecord
 from newsletter.store.models import Base

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.errors import MalformedEvent
-from newsletter.events import EventType, parse_ses_event, read_documents, ses_document
+from newsletter.feedback.events import EventType, parse_ses_event, read_documents, ses_document
 from tests.events.conftest import ses
 
 MID = "0102018f-test-message-000000"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from newsletter.errors import EventSourceUnavailable, MalformedEvent, UntrustedMessage
-from newsletter.sns import (
+from newsletter.feedback.sns import (
     CERTIFICATES,
     CertificateCache,
     SnsVerifier,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from newsletter import sns as sns_module
 from newsletter.config import Settings
-from newsletter.sns import CertificateCache
+from newsletter.feedback import sns as sns_module
+from newsletter.feedback.sns import CertificateCache
 from newsletter.store import Status, Store
 from tests.events.conftest import (
     OTHER_TOPIC,

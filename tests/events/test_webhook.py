@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
-from newsletter import sns as sns_module
 from newsletter.config import Settings
-from newsletter.events import handle_sns_request
-from newsletter.sns import CertificateCache, SnsVerifier, fetch_https
+from newsletter.feedback import sns as sns_module
+from newsletter.feedback.events import handle_sns_request
+from newsletter.feedback.sns import CertificateCache, SnsVerifier, fetch_https
 from newsletter.store import Status, Store, Subscriber
 from newsletter.store.events import EventRecord
 from tests.events.conftest import (

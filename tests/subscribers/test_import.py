@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import ImportFileError
-from newsletter.exports import export_csv
-from newsletter.imports import ImportOptions, import_csv
 from newsletter.store import Status, Store
+from newsletter.subscribers.exports import export_csv
+from newsletter.subscribers.imports import ImportOptions, import_csv
 
 
 def write(tmp_path, body, name="list.csv", encoding="utf-8"):
@@ -258,7 +258,7 @@ def test_progress_is_reported_in_bytes(store, tmp_path):
 CRASH = """
 import sys
 from pathlib import Path
-from newsletter.imports import ImportOptions, import_csv
+from newsletter.subscribers.imports import ImportOptions, import_csv
 from newsletter.store import Store
 with Store.open(sys.argv[1]) as store:
     import_csv(store, Path(sys.argv[2]), ImportOptions(batch_size=500))
@@ -345,7 +345,8 @@ def children_reading():
             command = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if f"\nPPid:\t{os.getpid()}\n" in status and b"newsletter.importfile" in command:
+        child = b"newsletter.subscribers.importfile"
+        if f"\nPPid:\t{os.getpid()}\n" in status and child in command:
             found.append(int(entry.name))
     return found
 

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newsletter.exports import export_csv, export_json
-from newsletter.imports import import_csv
 from newsletter.store import Status, Store
+from newsletter.subscribers.exports import export_csv, export_json
+from newsletter.subscribers.imports import import_csv
 from newsletter.values import attribute_name, clean_name, clean_tags
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)

@@ -8,8 +8,8 @@ from itsdangerous.encoding import base64_decode
 
 from newsletter.config import load_settings
 from newsletter.errors import ConfigError, InvalidToken, RenderError
-from newsletter.optin import render_confirmation
 from newsletter.store import Recipient
+from newsletter.subscribers.optin import render_confirmation
 from newsletter.tokens import Purpose, Token, confirm_url, make_token, read_token, unsubscribe_url
 from tests.conftest import ROOT
 

@@ -47,9 +47,9 @@ def test_the_ses_webhook_hands_the_raw_body_to_newsletter_events(client, ctx, mo
         seen.append((body, settings, store))
         return 403, "bad signature"
 
-    fake = types.ModuleType("newsletter.events")
+    fake = types.ModuleType("newsletter.feedback.events")
     fake.handle_sns_request = handle_sns_request  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "newsletter.events", fake)
+    monkeypatch.setitem(sys.modules, "newsletter.feedback.events", fake)
     response = client.post("/webhooks/ses", data=b'{"Type": "Notification"}',
                            content_type="text/plain; charset=UTF-8")
     assert (response.status_code, response.get_data(as_text=True)) == (403, "bad signature\n")
@@ -57,7 +57,7 @@ def test_the_ses_webhook_hands_the_raw_body_to_newsletter_events(client, ctx, mo
 
 
 def test_the_ses_webhook_is_503_without_newsletter_events(client, monkeypatch):
-    monkeypatch.setitem(sys.modules, "newsletter.events", None)
+    monkeypatch.setitem(sys.modules, "newsletter.feedback.events", None)
     assert client.post("/webhooks/ses", data=b"{}").status_code == 503
 
 

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from newsletter.sending import SendOptions, content_hash, send_issue
+from newsletter.sending.engine import SendOptions, content_hash, send_issue
 from newsletter.store import Status
 from newsletter.store.ledger import Ledger
 from newsletter.transports.outbox import OutboxTransport

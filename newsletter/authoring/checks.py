@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from typing import Literal
 
+from newsletter.authoring.content import LINK_PLACEHOLDERS, PLACEHOLDER_RE, placeholder_problem
+from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
-from newsletter.content import LINK_PLACEHOLDERS, PLACEHOLDER_RE, placeholder_problem
 from newsletter.message import sample_message
-from newsletter.render import RenderedIssue
 
 Severity = Literal["error", "warning"]
 

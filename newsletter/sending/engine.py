@@ -22,8 +22,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
+from newsletter.authoring.content import FIELD_RE, PLACEHOLDERS
+from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
-from newsletter.content import FIELD_RE, PLACEHOLDERS
 from newsletter.errors import (
     DeliveryError,
     FatalTransportError,
@@ -33,8 +34,7 @@ from newsletter.errors import (
     TransientError,
 )
 from newsletter.message import MessageTemplate, Recipient, build_template, header_address
-from newsletter.pacing import RateLimiter, backoff
-from newsletter.render import RenderedIssue
+from newsletter.sending.pacing import RateLimiter, backoff
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Claim, Ledger, Outcome
 from newsletter.tokens import unsubscribe_url

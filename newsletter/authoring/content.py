@@ -1,7 +1,7 @@
 """Issue files → a validated ``Issue``.
 
 An issue is a folder ``issues/<slug>/`` holding ``issue.md``: YAML front matter (validated
-here), then a Markdown body (parsed into sections of blocks by ``newsletter.body``). Every
+here), then a Markdown body (parsed into sections of blocks by ``newsletter.authoring.body``). Every
 problem is collected and reported at once as ``path:line: field: message``.
 """
 
@@ -16,12 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from newsletter.body import (
+from newsletter.authoring.body import (
     DIRECTIVES,
-    FIELD_RE,
-    LINK_PLACEHOLDERS,
-    PLACEHOLDER_RE,
-    PLACEHOLDERS,
     Block,
     BodyParser,
     Button,
@@ -35,6 +31,7 @@ from newsletter.body import (
 )
 from newsletter.config import Settings
 from newsletter.errors import ContentError, IssueNotFound, Problem
+from newsletter.values import FIELD_RE, LINK_PLACEHOLDERS, PLACEHOLDER_RE, PLACEHOLDERS
 
 __all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "LINK_PLACEHOLDERS", "PLACEHOLDERS",
            "PLACEHOLDER_RE", "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero",

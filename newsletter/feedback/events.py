@@ -20,9 +20,10 @@ https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-conten
     anything else                                unknown (Rendering Failure, Subscription,
                                                  AmazonSnsSubscriptionSucceeded, ...)
 
-Three ways in, one path to the store: ``handle_sns_request`` (the webhook; newsletter.sns proves
-each message comes from AWS), ``ingest`` (saved notifications or raw events; the operator vouches
-for the file) and ``poll_queue`` (SES → SNS → SQS; the queue's access policy vouches for it).
+Three ways in, one path to the store: ``handle_sns_request`` (the webhook; ``feedback.sns``
+proves each message comes from AWS), ``ingest`` (saved notifications or raw events; the operator
+vouches for the file) and ``poll_queue`` (SES → SNS → SQS; the queue's access policy vouches
+for it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from newsletter.errors import (
     MalformedEvent,
     UntrustedMessage,
 )
-from newsletter.sns import (
+from newsletter.feedback.sns import (
     NOTIFICATION,
     SIGNED_FIELDS,
     SUBSCRIPTION_CONFIRMATION,
@@ -62,7 +63,7 @@ from newsletter.store.events import Applied, Event, EventLog, EventType
 __all__ = ["Applied", "Event", "EventType", "Tally", "apply_document", "handle_sns_request",
            "ingest", "parse_ses_event", "poll_queue", "ses_document"]
 
-logger = logging.getLogger("newsletter.events")
+logger = logging.getLogger("newsletter.feedback.events")
 
 # The object that details each SES event type, and the types whose meaning needs no detail.
 _OBJECTS = {"Bounce": "bounce", "Complaint": "complaint", "Delivery": "delivery", "Send": "send",

@@ -10,7 +10,6 @@ import functools
 import logging
 import re
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,22 @@ import jinja2
 import mjml
 import premailer
 
+from newsletter.authoring.content import (
+    PLACEHOLDERS,
+    Block,
+    Button,
+    Columns,
+    Image,
+    Issue,
+    Partners,
+)
 from newsletter.config import Settings
-from newsletter.content import PLACEHOLDERS, Block, Button, Columns, Image, Issue, Partners
 from newsletter.errors import RenderError
+from newsletter.message import RenderedIssue
 
 LAYOUTS = "layouts"
 # Jinja globals: {{ ph.unsubscribe_url }} in a template writes the literal {{unsubscribe_url}}.
 PLACEHOLDER_TOKENS = {name: f"{{{{{name}}}}}" for name in PLACEHOLDERS}
-
-
-@dataclass(frozen=True)
-class RenderedIssue:
-    """An issue as email: subject, preheader, inlined HTML and plain text, placeholders intact."""
-
-    slug: str
-    subject: str
-    preheader: str
-    html: str
-    text: str
 
 
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import schedule
 
 from newsletter.config import Settings
-from newsletter.scheduling import PassReport, Runner, log
+from newsletter.sending.scheduling import PassReport, Runner, log
 from newsletter.store import Store
 from newsletter.transports import Transport, make_transport
 

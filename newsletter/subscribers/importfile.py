@@ -6,8 +6,8 @@ anything is written; a bad row becomes a rejected row with its line number and r
 A large file is read by a child process while this one writes the previous batch to the
 database: reading (csv module, address check, JSON) is a third of an import's CPU time and the
 database writes hold the other core busy. The child runs this module (``python -m
-newsletter.importfile``) and sends each batch back as a marshal frame; nothing here imports
-SQLAlchemy, so the child starts in a few tens of milliseconds.
+newsletter.subscribers.importfile``) and sends each batch back as a marshal frame; nothing
+here imports SQLAlchemy, so the child starts in a few tens of milliseconds.
 
 Speed (see bench/import.py): the csv module streams the file, plain addresses skip
 email-validator (see newsletter.addresses), and JSON is assembled from pre-encoded keys.
@@ -73,7 +73,7 @@ PIPE_BYTES = 1 << 20  # Linux's default limit for a pipe an unprivileged process
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """How to read the file and how to merge it (see newsletter.merging)."""
+    """How to read the file and how to merge it (see newsletter.subscribers.merging)."""
 
     update: bool = False
     resubscribe: bool = False
@@ -396,7 +396,7 @@ def _start_reading(path: Path, options: ImportOptions,
     root = str(Path(newsletter.__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    child = subprocess.Popen([sys.executable, "-m", "newsletter.importfile"], env=env,
+    child = subprocess.Popen([sys.executable, "-m", "newsletter.subscribers.importfile"], env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
     assert child.stdin and child.stdout
     if sys.platform == "linux":  # a larger pipe: 16 times fewer wake-ups than with 64 KiB

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.checks import check_rendered, has_errors
+from newsletter.authoring.checks import check_rendered, has_errors
+from newsletter.authoring.content import find_issue, load_issue, parse_send_at
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings
-from newsletter.content import find_issue, load_issue, parse_send_at
 from newsletter.errors import NewsletterError
-from newsletter.render import RenderedIssue, render_issue
-from newsletter.sending import (
+from newsletter.sending.engine import (
     Progress,
     SendOptions,
     check_ready,
@@ -35,7 +35,7 @@ from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import ScheduleRow, Schedules
 from newsletter.transports import Transport
 
-log = logging.getLogger("newsletter.scheduler")
+log = logging.getLogger("newsletter.sending.scheduler")
 LEASE_TTL = dt.timedelta(seconds=90)
 RENEW_EVERY = 15.0  # seconds between lease renewals during a long send
 

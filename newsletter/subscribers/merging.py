@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from newsletter.importfile import INSERTED, Row
 from newsletter.store.bulk import Batch, Existing
+from newsletter.subscribers.importfile import INSERTED, Row
 from newsletter.values import SUPPRESSED, Status
 
 

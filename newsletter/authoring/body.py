@@ -19,13 +19,13 @@ from markdown_it.token import Token
 from mdit_py_plugins.container import container_plugin
 
 from newsletter.config import Link, Settings
-from newsletter.values import attribute_name
+from newsletter.values import (
+    LINK_PLACEHOLDERS,
+    PLACEHOLDER_RE,
+    PLACEHOLDERS,
+    attribute_name,
+)
 
-# Per-recipient fields: left in the rendered email as {{name}} and filled in at send time.
-PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")  # built in
-LINK_PLACEHOLDERS = ("unsubscribe_url", "web_url")  # no use in a subject
-PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")  # anything in braces, to report
-FIELD_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # what is filled in (checked beforehand)
 DIRECTIVES = ("button", "columns", "partners", "callout")
 
 

@@ -3,8 +3,8 @@
 Bad input loses nothing: a file that cannot be read as a whole (wrong encoding, no email column)
 is refused before anything is written; a bad row is reported with its line number and reason,
 copied to a rejects file (re-importable once fixed) and the other rows import. Reading the file
-is ``newsletter.importfile``; what a valid row does to the list is the merge policy in
-``newsletter.merging``.
+is ``newsletter.subscribers.importfile``; what a valid row does to the list is the merge policy in
+``newsletter.subscribers.merging``.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from newsletter.errors import ImportFileError
-from newsletter.importfile import REJECT_COLUMNS, ImportOptions, layout_of, reading
-from newsletter.merging import Policy, merge_batch
 from newsletter.store import Store, bulk
 from newsletter.store.models import utcnow
+from newsletter.subscribers.importfile import REJECT_COLUMNS, ImportOptions, layout_of, reading
+from newsletter.subscribers.merging import Policy, merge_batch
 
 __all__ = ["ImportOptions", "ImportReport", "Reject", "import_csv"]
 MAX_SHOWN = 100  # rejected rows kept in the report for display (all go to the rejects file)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import jinja2
 
+from newsletter.authoring.content import ISSUE_FILE
 from newsletter.config import Settings
-from newsletter.content import ISSUE_FILE
 from newsletter.errors import NewsletterError
 
 SCAFFOLD = "new-issue.md.j2"

@@ -18,11 +18,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from newsletter.checks import Finding, check_rendered
+from newsletter.authoring.checks import Finding, check_rendered
+from newsletter.authoring.content import load_issue
+from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings
-from newsletter.content import load_issue
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.render import RenderedIssue, render_issue
 
 PAGE = Path(__file__).with_name("preview.html")
 

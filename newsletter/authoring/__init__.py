@@ -1,0 +1,2 @@
+"""Authoring: issue files → validated ``Issue`` → rendered email, and the checks before a
+send."""

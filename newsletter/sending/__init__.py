@@ -1,0 +1,1 @@
+"""Sending: the engine (plan, claim, personalise, send, record), its pacing, scheduled sends."""

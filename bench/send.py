@@ -45,7 +45,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,18 +125,16 @@ class TimedLedger(Ledger):
 
     def __init__(self, store: Store):
         super().__init__(store)
-        self.stats = {kind: [0, 0, 0.0] for kind in ("claim", "record", "heartbeat")}
+        self.stats = {kind: [0, 0, 0.0] for kind in ("advance", "heartbeat")}
 
-    def claim(self, issue: str, sender: str, limit: int) -> tuple[list[Claim], int]:
+    def advance(self, issue: str, sender: str, outcomes: Collection[Outcome] = (),
+                hand_over: Collection[int] = (),
+                claim: int = 0) -> tuple[list[int], list[Claim], int]:
+        """Rows: the results recorded, the rows handed over and the rows claimed."""
         start = time.perf_counter()
-        claims, skipped = super().claim(issue, sender, limit)
-        self._count("claim", len(claims) + skipped, start)
-        return claims, skipped
-
-    def record(self, outcomes: Iterable[Outcome]) -> None:
-        start, outcomes = time.perf_counter(), list(outcomes)
-        super().record(outcomes)
-        self._count("record", len(outcomes), start)
+        handed, claims, skipped = super().advance(issue, sender, outcomes, hand_over, claim)
+        self._count("advance", len(outcomes) + len(handed) + len(claims) + skipped, start)
+        return handed, claims, skipped
 
     def heartbeat(self, sender: str) -> None:
         start = time.perf_counter()
@@ -451,12 +449,13 @@ PROFILE_RULES = [
     ("boto3: events, hooks, retries, rest", r"botocore/|boto3/"),
     ("personalise (MIME)", r"newsletter/message\.py"),
     ("unsubscribe token", r"newsletter/tokens\.py"),
-    ("ledger: claim", r"\bclaim \([^)]*ledger\.py"),
-    ("ledger: record", r"\brecord \([^)]*ledger\.py"),
+    ("ledger: claim", r"\b_claim \([^)]*ledger\.py"),
+    ("ledger: record", r"\b_record \([^)]*ledger\.py"),
+    ("ledger: hand over", r"\b_hand_over \([^)]*ledger\.py"),
     ("ledger: other (heartbeat, counts)", r"ledger\.py"),
     ("rate limiter", r"newsletter/pacing\.py"),
     ("thread pool, futures, locks", r"(concurrent/futures|threading\.py|queue\.py)[^;]*$"),
-    ("engine: dispatch loop, deliver, wait", r"newsletter/sending\.py"),
+    ("engine: dispatch loop, deliver, wait", r"newsletter/sending/engine\.py"),
 ]
 # Stacks of the dispatch: the engine's main loop and its worker threads (not start-up or plan).
 DISPATCH = re.compile(r"send_issue \(|concurrent/futures/thread\.py")

@@ -116,6 +116,8 @@ class Settings(_Table):
     rate: float | None = Field(default=None, gt=0)
     rate_safety: float = Field(default=0.9, gt=0, le=1)
     concurrency: int = Field(default=32, ge=1, le=256)
+    # Seconds to wait for SES's answer to one SendEmail; a message that got none is `unknown`.
+    ses_timeout: float = Field(default=10.0, gt=0, le=300)
     ses_configuration_set: str | None = None
     # SES events (bounces, complaints, deliveries, opens, clicks) through SNS or SQS.
     sns_topic_arns: tuple[str, ...] = ()  # only these topics are accepted and confirmed

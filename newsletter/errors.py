@@ -28,7 +28,11 @@
     └── DeliveryError                   a transport could not take a message; the subclass says
         │                               what the send engine does next
         ├── Throttled                   the provider asked us to slow down: wait, send it again
-        ├── TransientError              network, timeout or 5xx: retry with backoff, then fail
+        ├── TransientError              nothing reached the provider (connection refused, connect
+        │                               timeout) or it answered 5xx: retry with backoff, then fail
+        ├── UnknownOutcome              the request went out but no answer came back (read
+        │                               timeout, connection dropped): it may have been accepted,
+        │                               so it is recorded as ``unknown`` and never resent silently
         ├── PermanentError              this message or recipient is refused: record, move on
         └── FatalTransportError         the whole send must stop (account suspended or paused,
                                         daily quota reached, credentials refused)
@@ -148,7 +152,12 @@ class Throttled(DeliveryError):
 
 
 class TransientError(DeliveryError):
-    """A failure that may pass (timeout, connection reset, HTTP 5xx)."""
+    """A failure that may pass and left nothing at the provider (connection refused, HTTP 5xx)."""
+
+
+class UnknownOutcome(DeliveryError):
+    """The request may have reached the provider, but no answer came (a read timeout, a
+    connection dropped after the request was written): resending could deliver it twice."""
 
 
 class PermanentError(DeliveryError):

@@ -17,8 +17,15 @@ As a process (prints its URL on stdout first, runs until SIGTERM or Ctrl-C)::
     curl URL/_fake/stats.json; curl URL/_fake/messages.json?raw=1
 
 ``POST /_fake/configure`` (a JSON object of ``Faults`` fields) and ``POST /_fake/reset`` change a
-running process. A "timeout" sleeps ``timeout_after`` seconds (more than the client's read
-timeout), then drops the connection without recording the message: as if it never arrived.
+running process. Three faults leave the client without an answer, as real networks do:
+
+- "timeout" sleeps ``timeout_after`` seconds (more than the client's read timeout), then drops
+  the connection without recording the message: it never arrived;
+- "late" records the message (SES took it), then answers only after ``late_after`` seconds,
+  when the client has given up;
+- "lost" records the message, then resets the connection without answering.
+
+Only the first may be resent safely, and a client cannot tell them apart.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import json
 import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -59,7 +67,10 @@ class Faults:
     error5xx: float = 0.0  # 500 InternalFailure or 503 ServiceUnavailable
     timeout: float = 0.0  # sleep timeout_after, drop the connection, record nothing
     hang: float = 0.0  # never answer (until the fake stops)
+    late: float = 0.0  # record the message, answer after late_after seconds
+    lost: float = 0.0  # record the message, reset the connection without answering
     timeout_after: float = 2.0
+    late_after: float = 11.0
     mode: str = ""  # "suspended", "paused" or "credentials": every SendEmail fails so
     daily_quota: int | None = None  # accept this many, then "Daily message quota exceeded"
     max_send_rate: float = 14.0  # reported by GetAccount
@@ -82,6 +93,7 @@ class Accepted:
     data: str  # Content.Raw.Data as sent (base64); "" when the fake keeps no bodies
     size: int
     at: float  # time.time() the request arrived: what a provider's rate limit counts
+    answer: str = "ok"  # "late" or "lost": taken, but the client got no answer in time
 
     @property
     def raw(self) -> bytes:
@@ -273,12 +285,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._drop(state, "hang", None)
         if draw < faults.hang + faults.timeout:
             return self._drop(state, "timeout", faults.timeout_after)
+        draw -= faults.hang + faults.timeout
+        answer = "late" if draw < faults.late else "lost" if draw < faults.late + faults.lost \
+            else "ok"
         try:
-            _injected_fault(faults, draw - faults.hang - faults.timeout, pick)
-            message = _accept(state, json.loads(body), arrived)
+            if answer == "ok":
+                _injected_fault(faults, draw - faults.late - faults.lost, pick)
+            message = _accept(state, json.loads(body), arrived, answer)
         except _Refusal as refusal:
             state.count(refusal.code)
             return self._refuse(refusal)
+        if answer == "lost":  # RST, not FIN: the client reads "connection reset"
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return None
+        if answer == "late":
+            state.stopping.wait(faults.late_after)
+            self.close_connection = True  # the client hung up long ago
         self._reply(200, {"MessageId": message.message_id})
 
     def _get_account(self) -> None:
@@ -346,7 +370,8 @@ def _credentials_refused() -> _Refusal:
                     "The security token included in the request is invalid.")
 
 
-def _accept(state: _State, request: dict[str, Any], arrived: float) -> Accepted:
+def _accept(state: _State, request: dict[str, Any], arrived: float,
+            answer: str = "ok") -> Accepted:
     """Validate a SendEmail request like SES, then record it (under the lock: quota is exact)."""
     faults = state.faults
     sender = request.get("FromEmailAddress", "")
@@ -372,9 +397,11 @@ def _accept(state: _State, request: dict[str, Any], arrived: float) -> Accepted:
     with state.lock:
         if faults.daily_quota is not None and len(state.accepted) >= faults.daily_quota:
             raise _Refusal(429, "TooManyRequestsException", "Daily message quota exceeded.")
-        message = dataclasses.replace(message, at=arrived)
+        message = dataclasses.replace(message, at=arrived, answer=answer)
         state.accepted.append(message)
         state.outcomes["accepted"] += 1
+        if answer != "ok":
+            state.outcomes[answer] += 1
     return message
 
 
@@ -426,9 +453,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
-    for name in ("latency", "jitter", "throttle", "error5xx", "timeout", "hang"):
+    for name in ("latency", "jitter", "throttle", "error5xx", "timeout", "hang", "late", "lost"):
         parser.add_argument(f"--{name}", type=float, default=0.0)
     parser.add_argument("--timeout-after", type=float, default=2.0)
+    parser.add_argument("--late-after", type=float, default=11.0)
     parser.add_argument("--daily-quota", type=int)
     parser.add_argument("--max-send-rate", type=float, default=14.0)
     parser.add_argument("--mode", choices=MODES, default="")

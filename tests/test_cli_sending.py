@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
+from tests.fakeses import FakeSes
 
 SLUG = "2025-04-asit-highlights"
 
@@ -124,3 +125,32 @@ def test_an_unwritable_outbox_stops_with_exit_1_and_loses_nothing(subscribed, wo
     assert result.exit_code == 1 and "stopped: the transport refused to go on" in result.output
     status = json.loads(subscribed("status", SLUG, "--json").output)
     assert status["counts"]["queued"] == 3 and status["counts"]["sending"] == 0
+
+
+def test_unanswered_messages_are_unknown_until_retried_on_purpose(subscribed, workspace,
+                                                                  monkeypatch):
+    """SES took them but answered after ``ses_timeout``: unknown, shown, resent only when
+    asked for."""
+    config = workspace / "newsletter.toml"
+    config.write_text(config.read_text().replace("[newsletter]\n",
+                                                 "[newsletter]\nses_timeout = 0.3\n"))
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(name, value)
+    with FakeSes(late=1.0, late_after=1.0, max_send_rate=100) as fake:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", fake.url)
+        sent = subscribed("send", SLUG, "--yes", "--transport", "ses")
+        assert sent.exit_code == 0, sent.output
+        assert "3 messages got no answer" in sent.output and "--retry-unknown" in sent.output
+        status = subscribed("status", SLUG)
+        assert "3 unknown: they may or may not have gone out" in status.output
+        assert "3 × no answer in time: SES may have accepted the message" in status.output
+        reported = json.loads(subscribed("status", SLUG, "--json").output)
+        assert reported["counts"]["unknown"] == 3 and reported["state"] == "complete"
+        assert reported["unknown"][0]["count"] == 3
+        assert subscribed("send", SLUG, "--yes", "--transport", "ses").exit_code == 0
+        assert len(fake.messages()) == 3  # a rerun leaves them alone
+        fake.configure(late=0.0)
+        retried = subscribed("send", SLUG, "--yes", "--transport", "ses", "--retry-unknown")
+        assert retried.exit_code == 0 and "this run: 3 sent" in retried.output
+        assert sorted(fake.counts().values()) == [2, 2, 2]  # asked for: they got it twice

@@ -8,9 +8,16 @@ import email.policy
 import threading
 
 import pytest
+from sqlalchemy import func, select
 
 from newsletter.authoring.render import RenderedIssue
-from newsletter.errors import FatalTransportError, PermanentError, Throttled, TransientError
+from newsletter.errors import (
+    FatalTransportError,
+    PermanentError,
+    Throttled,
+    TransientError,
+    UnknownOutcome,
+)
 from newsletter.message import build_template
 from newsletter.sending.engine import (
     Dispatcher,
@@ -24,7 +31,7 @@ from newsletter.sending.engine import (
 )
 from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store
-from newsletter.store.ledger import Ledger, Outcome, Sender
+from newsletter.store.ledger import Delivery, Ledger, Outcome, Sender
 from newsletter.store.models import utcnow
 from newsletter.transports.base import Quota
 from newsletter.transports.outbox import OutboxTransport
@@ -173,6 +180,52 @@ def test_throttles_and_transient_errors_are_retried_without_duplicates(
     assert transport.recipients() == sorted(set(transport.recipients()))
 
 
+def test_a_message_goes_out_only_once_its_row_is_committed_as_sending(
+        store, rendered, settings_with_key):
+    """The hand-over is recorded before the transport sees the message, and no more rows are
+    ``sending`` than there are requests in flight: what a crash can leave ``unknown``."""
+    add_people(store, 60)
+    ledger = plan(store, rendered)
+    seen: list[tuple[str, int]] = []
+
+    def look(envelope, call):
+        with store.engine.connect() as connection:
+            row = connection.execute(select(Delivery.status).where(
+                Delivery.subscriber_id == int(envelope.key))).scalar_one()
+            sending = connection.scalar(select(func.count()).where(
+                Delivery.issue == SLUG, Delivery.status == "sending"))
+        seen.append((row, sending))
+        return None
+
+    report = run(rendered, settings_with_key, ledger, Recording(fail=look), concurrency=4)
+    assert report.counts["sent"] == 60 and len(seen) == 60
+    assert {status for status, _ in seen} == {"sending"}
+    assert max(sending for _, sending in seen) <= 4
+
+
+def test_a_message_without_an_answer_is_unknown_and_never_resent(store, rendered,
+                                                                 settings_with_key):
+    add_people(store, 12)
+
+    def silent(envelope, call):
+        if envelope.recipient in ("person3@example.org", "person7@example.org"):
+            return UnknownOutcome("no answer in time: SES may have accepted the message")
+        return None
+
+    transport = Recording(fail=silent)
+    ledger = plan(store, rendered)
+    report = run(rendered, settings_with_key, ledger, transport)
+    assert report.complete and report.progress.unknown == 2
+    assert (report.counts["sent"], report.counts["unknown"]) == (10, 2)
+    assert transport.calls["person3@example.org"] == 1  # not retried
+    assert ledger.errors(SLUG, "unknown") == [
+        ("no answer in time: SES may have accepted the message", 2)]
+    again = run(rendered, settings_with_key, ledger, transport)
+    assert again.progress.done == 0 and transport.calls["person7@example.org"] == 1
+    retried = run(rendered, settings_with_key, ledger, Recording(), retry_unknown=True)
+    assert retried.progress.sent == 2
+
+
 def test_permanent_failures_are_recorded_and_can_be_retried(store, rendered, settings_with_key):
     add_people(store, 6)
     bad = {"person1@example.org", "person4@example.org"}
@@ -256,6 +309,7 @@ def test_daily_quota_stops_cleanly_and_resumes(store, rendered, settings_with_ke
 
 def test_dead_senders_rows_become_unknown_and_are_not_resent(store, rendered,
                                                                settings_with_key):
+    """What it handed over may have gone out (unknown); what it only reserved goes back."""
     add_people(store, 5)
     ledger = plan(store, rendered)
     ghost = Sender(id="elsewhere:1:dead", host="elsewhere", pid=1,
@@ -263,12 +317,15 @@ def test_dead_senders_rows_become_unknown_and_are_not_resent(store, rendered,
     with store.writer.begin() as connection:
         connection.execute(Sender.__table__.insert().values(
             id=ghost.id, host=ghost.host, pid=ghost.pid, heartbeat_at=ghost.heartbeat_at))
-    claims, _ = ledger.claim(SLUG, ghost.id, 2)  # claimed, then the sender "died"
+    claims, _ = ledger.claim(SLUG, ghost.id, 4)
+    handed, _, _ = ledger.advance(SLUG, ghost.id, hand_over=[c.delivery_id for c in claims[:2]])
+    assert handed == [c.delivery_id for c in claims[:2]]  # then the sender "died"
     transport = Recording()
     report = run(rendered, settings_with_key, ledger, transport)
     assert report.recovered_unknown == 2
     assert (report.counts["unknown"], report.counts["sent"]) == (2, 3)
-    assert {c.email for c in claims}.isdisjoint(transport.recipients())
+    assert {c.email for c in claims[:2]}.isdisjoint(transport.recipients())
+    assert {c.email for c in claims[2:]} <= set(transport.recipients())
     retried = run(rendered, settings_with_key, ledger, transport, retry_unknown=True)
     assert retried.progress.sent == 2 and len(transport.sent) == 5
 
@@ -277,9 +334,11 @@ def test_a_live_senders_rows_are_left_alone(store, rendered, settings_with_key):
     add_people(store, 3)
     ledger = plan(store, rendered)
     live = ledger.register_sender()
-    ledger.claim(SLUG, live, 1)
+    claims, _ = ledger.claim(SLUG, live, 2)
+    ledger.advance(SLUG, live, hand_over=[claims[0].delivery_id])
     report = run(rendered, settings_with_key, ledger, Recording())
-    assert report.recovered_unknown == 0 and report.counts["sending"] == 1
+    assert report.recovered_unknown == 0
+    assert (report.counts["sending"], report.counts["claimed"], report.counts["sent"]) == (1, 1, 1)
     ledger.unregister_sender(live)
 
 

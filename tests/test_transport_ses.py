@@ -21,10 +21,14 @@ import boto3
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
     NoCredentialsError,
     ParamValidationError,
     ReadTimeoutError,
+    SSLError,
 )
 
 from newsletter.authoring.render import RenderedIssue
@@ -36,6 +40,7 @@ from newsletter.errors import (
     PermanentError,
     Throttled,
     TransientError,
+    UnknownOutcome,
 )
 from newsletter.message import Recipient, build_template
 from newsletter.transports import make_transport
@@ -140,8 +145,8 @@ def test_make_transport_builds_ses_from_settings(aws: pytest.MonkeyPatch, settin
 @pytest.mark.parametrize(("faults", "expected"), [
     ({"throttle": 1.0}, Throttled),
     ({"error5xx": 1.0}, TransientError),
-    ({"timeout": 1.0, "timeout_after": 1.0}, TransientError),
-    ({"hang": 1.0}, TransientError),
+    ({"timeout": 1.0, "timeout_after": 1.0}, UnknownOutcome),  # the client cannot tell...
+    ({"hang": 1.0}, UnknownOutcome),
     ({"reject": ("reader@example.net",)}, PermanentError),
     ({"mode": "suspended"}, FatalTransportError),
     ({"mode": "paused"}, FatalTransportError),
@@ -157,6 +162,31 @@ def test_each_fault_maps_to_its_error(ses: SesTransport, fake: FakeSes, faults: 
     assert type(caught.value) is expected
     assert caught.value.detail
     assert fake.messages() == []
+
+
+@pytest.mark.parametrize("fault", [{"late": 1.0, "late_after": 1.0}, {"lost": 1.0}])
+def test_a_message_taken_without_an_answer_is_unknown_and_not_resent(
+        aws: pytest.MonkeyPatch, settings: Settings, fake: FakeSes, fault: dict[str, Any]) -> None:
+    """...from these: SES took the message, then the answer came too late or the connection
+    was reset. botocore must not resend it (it would arrive twice)."""
+    fake.configure(**fault)
+    with connect(aws, settings, fake.url, attempts=3) as transport, \
+            pytest.raises(UnknownOutcome, match="SES may have accepted the message"):
+        transport.send(RAW, ENVELOPE)
+    assert len(fake.messages()) == 1 and fake.messages()[0].answer != "ok"
+
+
+def test_ses_timeout_sets_the_read_timeout(aws: pytest.MonkeyPatch, settings: Settings,
+                                           fake: FakeSes) -> None:
+    aws.setenv("AWS_ENDPOINT_URL_SESV2", fake.url)
+    fake.configure(late=1.0, late_after=2.0)
+    tuned = settings.model_copy(update={"ses_timeout": 0.3})
+    with SesTransport.from_settings(tuned) as transport:
+        assert transport._config.read_timeout == 0.3
+        started = time.monotonic()
+        with pytest.raises(UnknownOutcome):
+            transport.send(RAW, ENVELOPE)
+        assert time.monotonic() - started < 1.5
 
 
 def test_both_kinds_of_5xx_are_transient(ses: SesTransport, fake: FakeSes) -> None:
@@ -198,7 +228,7 @@ def test_a_read_timeout_is_not_resent_by_botocore(aws: pytest.MonkeyPatch, setti
     """SES may have taken a message whose answer was lost: a silent resend could duplicate it."""
     fake.configure(timeout=1.0, timeout_after=1.0)
     with connect(aws, settings, fake.url, attempts=3) as transport, \
-            pytest.raises(TransientError, match="may have accepted"):
+            pytest.raises(UnknownOutcome, match="may have accepted"):
         transport.send(RAW, ENVELOPE)
     assert fake.stats()["outcomes"] == {"timeout": 1}
 
@@ -299,7 +329,14 @@ def test_message_rejected_naming_the_sender_is_fatal() -> None:
 @pytest.mark.parametrize(("error", "expected"), [
     (NoCredentialsError(), FatalTransportError),
     (EndpointConnectionError(endpoint_url="http://x"), TransientError),
-    (ReadTimeoutError(endpoint_url="http://x"), TransientError),
+    (ConnectTimeoutError(endpoint_url="http://x"), TransientError),
+    (ReadTimeoutError(endpoint_url="http://x"), UnknownOutcome),
+    (ConnectionClosedError(endpoint_url="http://x"), UnknownOutcome),
+    (HTTPClientError(error="boom"), UnknownOutcome),
+    (SSLError(endpoint_url="http://x", error="[SSL: UNEXPECTED_EOF_WHILE_READING]"),
+     UnknownOutcome),
+    (SSLError(endpoint_url="http://x", error="[SSL: CERTIFICATE_VERIFY_FAILED]"),
+     TransientError),
     (ParamValidationError(report="bad"), PermanentError),
 ])
 def test_botocore_errors_are_mapped(error: Exception, expected: type[DeliveryError]) -> None:

@@ -33,6 +33,8 @@ from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import Schedules
 from newsletter.transports import make_transport
 
+UNKNOWN_HINT = ("`newsletter status {slug}` lists them; `newsletter send {slug} --retry-unknown` "
+                "resends them (those who did get it will get it twice).")
 CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest would get "
            "another version. Restore the sent version, or send the new one as a new issue.")
 
@@ -90,14 +92,16 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
             if not yes:
                 click.confirm(f"Send “{rendered.subject}” to {size} active subscribers{target} "
                               f"through {transport or settings.transport}?", abort=True)
-            planned, _ = ledger.plan(loaded.slug, rendered.subject, content_hash(rendered),
-                                     audience)
-            click.echo(f"planned {planned} deliveries")
-        elif existing.content_hash != content_hash(rendered):
+            planned, new = ledger.plan(loaded.slug, rendered.subject, content_hash(rendered),
+                                       audience)
+            click.echo(f"planned {planned} deliveries" if new else
+                       f"another sender planned {planned} deliveries just now: sharing them")
+            existing = ledger.send(loaded.slug)
+        elif existing.content_hash == content_hash(rendered):
+            click.echo(f"resuming: {_counts_line(ledger.counts(loaded.slug))}")
+        if existing is None or existing.content_hash != content_hash(rendered):
             raise NewsletterError(CHANGED.format(slug=loaded.slug,
                                                  sent=ledger.counts(loaded.slug)["sent"]))
-        else:
-            click.echo(f"resuming: {_counts_line(ledger.counts(loaded.slug))}")
         options = SendOptions.from_settings(settings, rate=rate, concurrency=concurrency,
                                             retry_unknown=retry_unknown,
                                             retry_failed=retry_failed)
@@ -134,8 +138,12 @@ def _print_report(report: SendReport, settings: Any, transport: str) -> None:
                f"{report.progress.skipped} skipped in {report.progress.elapsed:.2f} s")
     if report.recovered_unknown:
         click.echo(f"{report.recovered_unknown} messages were in flight when an earlier send "
-                   "stopped: their fate is unknown and they were not resent. "
-                   "`--retry-unknown` resends them (some people may get the issue twice).")
+                   "stopped: their fate is unknown and they were not resent.")
+    if report.progress.unknown:
+        click.echo(f"{report.progress.unknown} messages got no answer from the provider, which "
+                   "may have accepted them: marked unknown, not resent.")
+    if report.recovered_unknown or report.progress.unknown:
+        click.echo(UNKNOWN_HINT.format(slug=report.issue))
     if report.stopped:
         click.echo(f"stopped: {report.stopped}", err=True)
     elif transport == "outbox":
@@ -157,18 +165,20 @@ def status(env: Env, issue: str, as_json: bool) -> None:
     with Store.open(env.settings.database_url) as store:
         ledger = Ledger(store)
         send_row = ledger.send(slug)
-        counts, errors, timing = (ledger.counts(slug), ledger.errors(slug), ledger.timing(slug))
+        counts, timing = ledger.counts(slug), ledger.timing(slug)
+        errors, unknown = ledger.errors(slug, "failed"), ledger.errors(slug, "unknown")
         reported = EventLog(store).summary(slug)
         scheduled = Schedules(store).get(slug)
     state = ("not sent" if send_row is None else
-             "in progress or interrupted" if counts["queued"] or counts["sending"] else
-             "complete")
+             "in progress or interrupted" if counts["queued"] or counts["claimed"]
+             or counts["sending"] else "complete")
     schedule = None if scheduled is None else {
         "state": scheduled.state, "send_at": local(scheduled).isoformat(),
         "note": scheduled.note}
     report = {"issue": slug, "state": state, "schedule": schedule,
               "planned": send_row.planned if send_row else 0,
               "counts": counts, "errors": [{"error": e, "count": n} for e, n in errors],
+              "unknown": [{"reason": e, "count": n} for e, n in unknown],
               "planned_at": send_row.created_at.isoformat() if send_row else None,
               "first_claimed": _iso(timing["first_claimed"]),
               "last_finished": _iso(timing["last_finished"]), "events": reported}
@@ -184,6 +194,11 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         click.echo(_counts_line(counts))
         for error, n in errors:
             click.echo(f"  {n} × {error}")
+        if counts["unknown"]:
+            click.echo(f"{counts['unknown']} unknown: they may or may not have gone out")
+            for reason, n in unknown:
+                click.echo(f"  {n} × {reason}")
+            click.echo("  " + UNKNOWN_HINT.format(slug=slug))
         if report["first_claimed"]:
             click.echo(f"sending from {report['first_claimed']} to {report['last_finished']}")
         click.echo(f"reported since: {_events_line(reported)}")

@@ -1,11 +1,15 @@
 """The send engine: plan a ledger row per recipient, then claim, personalise, send and record.
 
 Crash safety rests on one rule: a delivery row is marked ``sending`` (committed) before its
-message goes to the transport, and marked ``sent``/``failed`` after. A row is claimed only when
-a slot is free, so at most ``window`` rows (twice the concurrency) are ``sending`` at any
-instant. After a crash those rows, and only those, are ambiguous: ``recover`` marks them
-``unknown``; they are not resent unless asked (``retry_unknown``). Everything else is resumed
-exactly: ``queued`` rows were never handed over, ``sent`` rows are never sent again.
+message goes to the transport, and marked ``sent``/``failed``/``unknown`` after. Rows are
+claimed ahead in batches (``claimed``: reserved, not handed over), but one is marked ``sending``
+only when a sending thread is free for it, in the same transaction that records the results
+just in: so at most ``concurrency`` rows are ``sending`` at any instant. After a crash those
+rows, and only those, are ambiguous: ``recover`` marks them ``unknown`` and puts the dead
+sender's ``claimed`` rows back in the queue. ``unknown`` rows are never resent unless asked
+(``retry_unknown``); neither is a message the transport sent without getting an answer
+(``UnknownOutcome``). Everything else is resumed exactly: ``queued`` rows were never handed
+over, ``sent`` rows are never sent again.
 
 The engine sees the database only through ``Ledger`` and the provider only through
 ``Transport``: it knows no SQL dialect and no SES.
@@ -17,6 +21,7 @@ import dataclasses
 import hashlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from newsletter.errors import (
     PermanentError,
     Throttled,
     TransientError,
+    UnknownOutcome,
 )
 from newsletter.message import MessageTemplate, Recipient, build_template, header_address
 from newsletter.sending.pacing import RateLimiter, backoff
@@ -70,11 +76,12 @@ class Progress:
     sent: int = 0
     failed: int = 0
     skipped: int = 0
+    unknown: int = 0  # handed over, no answer: the provider may have accepted them
     started: float = field(default_factory=time.monotonic)
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.skipped
+        return self.sent + self.failed + self.skipped + self.unknown
 
     @property
     def elapsed(self) -> float:
@@ -227,7 +234,8 @@ def _budget(transport: Transport, options: SendOptions,
 
 
 class Dispatcher:
-    """Keeps up to ``window`` messages in flight, records results as they arrive."""
+    """Keeps ``concurrency`` messages in flight and as many claimed in reserve; one ledger
+    transaction per turn records the results in, hands the next rows over and claims more."""
 
     def __init__(self, template: MessageTemplate, issue: str, settings: Settings, ledger: Ledger,
                  transport: Transport, limiter: RateLimiter, options: SendOptions,
@@ -254,30 +262,41 @@ class Dispatcher:
     def run(self, limit: int | None, on_progress: Callable[[Progress], None] | None) -> str | None:
         budget = limit if limit is not None else 1 << 62
         worker = self.ledger.register_sender()
+        reserve: deque[Claim] = deque()  # claimed, not handed over
         inflight: dict[Future[Outcome], Claim] = {}
+        outcomes: list[Outcome] = []
+        exhausted, next_beat = False, time.monotonic() + HEARTBEAT_EVERY
         try:
-            with ThreadPoolExecutor(self.options.concurrency,
-                                    thread_name_prefix="send") as pool:
-                exhausted, next_beat = False, time.monotonic() + HEARTBEAT_EVERY
+            with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="send") as pool:
                 while True:
-                    room = min(self.window - len(inflight), budget)
+                    if self.stopping():  # what was reserved goes back to the queue untouched
+                        outcomes += [Outcome(c.delivery_id, "queued") for c in reserve]
+                        reserve.clear()
+                    free = self.options.concurrency - len(inflight)
+                    ready = [reserve.popleft() for _ in range(min(free, len(reserve)))]
+                    room = min(self.window - len(reserve) - len(inflight) - len(ready), budget)
                     # Claim in chunks (fewer transactions), but never idle with room to spare.
-                    refill = room > 0 and (room >= self.window // 4 or not inflight)
-                    if refill and not exhausted and not self.stopping():
-                        claims, skipped = self.ledger.claim(self.issue, worker, room)
+                    claim = room if (not exhausted and not self.stopping() and room > 0
+                                     and (room >= self.window // 4 or not reserve)) else 0
+                    if outcomes or ready or claim:
+                        handed, claims, skipped = self.ledger.advance(
+                            self.issue, worker, outcomes, [c.delivery_id for c in ready], claim)
+                        outcomes = []
                         self.progress.skipped += skipped
-                        exhausted = not claims and not skipped
+                        exhausted = exhausted or (claim > 0 and not claims and not skipped)
                         budget -= len(claims)
-                        inflight.update({pool.submit(self.deliver, c): c for c in claims})
+                        reserve.extend(claims)
+                        mine = set(handed)  # rows another sender took back are not ours to send
+                        inflight.update({pool.submit(self.deliver, c): c
+                                         for c in ready if c.delivery_id in mine})
                     if not inflight:
-                        if exhausted or self.stopping() or budget <= 0:
+                        if not reserve and (exhausted or self.stopping() or budget <= 0):
                             break
                         continue
                     done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                     outcomes = [future.result() for future in done]
                     for future in done:
                         del inflight[future]
-                    self.ledger.record(outcomes)
                     if time.monotonic() >= next_beat:
                         self.ledger.heartbeat(worker)
                         next_beat = time.monotonic() + HEARTBEAT_EVERY
@@ -299,14 +318,19 @@ class Dispatcher:
             if outcome.status == "sent":
                 self.progress.sent += 1
                 self.consecutive_failures = 0
-            elif outcome.status == "failed":
+                continue
+            if outcome.status == "failed":
                 self.progress.failed += 1
-                self.consecutive_failures += 1
-                # Checked per outcome: two results can arrive together (the window holds more
-                # than one message), and the pause is decided at the threshold, not past it.
-                if self.consecutive_failures >= self.options.max_consecutive_failures:
-                    self.stop(f"paused after {self.consecutive_failures} consecutive failures; "
-                              "see `newsletter status` for the errors, fix, then send again")
+            elif outcome.status == "unknown":  # a provider that stops answering pauses too
+                self.progress.unknown += 1
+            else:
+                continue
+            self.consecutive_failures += 1
+            # Checked per outcome: two results can arrive together (the window holds more
+            # than one message), and the pause is decided at the threshold, not past it.
+            if self.consecutive_failures >= self.options.max_consecutive_failures:
+                self.stop(f"paused after {self.consecutive_failures} consecutive failures; "
+                          "see `newsletter status` for the errors, fix, then send again")
 
     def deliver(self, claim: Claim) -> Outcome:
         """Runs in a worker thread: personalise, then send with the retry policy."""
@@ -352,6 +376,8 @@ class Dispatcher:
                     return Outcome(claim.delivery_id, "failed", error=str(error),
                                    attempts=attempts)
                 time.sleep(backoff(attempts))
+            except UnknownOutcome as error:  # it may have gone out: never resent silently
+                return Outcome(claim.delivery_id, "unknown", error=str(error), attempts=attempts)
             except PermanentError as error:
                 return Outcome(claim.delivery_id, "failed", error=str(error), attempts=attempts)
             except FatalTransportError as error:

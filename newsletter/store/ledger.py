@@ -3,16 +3,20 @@
 Statuses of a delivery (our vocabulary; provider words never reach this table):
 
     queued    planned, never handed to a transport: safe to send
-    sending   claimed by a sender and (about to be) handed over; at most a window per sender
+    claimed   reserved by a running sender, not handed over yet: back to ``queued`` if it stops
+    sending   handed to the transport (committed before the request goes out): at most the
+              sender's concurrency at any instant
     sent      the transport accepted it (``message_id`` is the provider's id)
     failed    refused for good, or retries ran out (``error`` says why)
     skipped   the subscriber left before their turn came
-    unknown   was ``sending`` when its sender died: it may or may not have gone out
+    unknown   it may or may not have gone out: the provider gave no answer, or its sender died
+              while it was ``sending`` (``error`` says which)
 
 A ``sends`` row per issue records the plan; a ``senders`` row per running sender process
-carries a heartbeat, so a new sender can tell a dead sender's ``sending`` rows (→ unknown) from a
-live one's. Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several senders can share
-one database; SQLite serialises writers and suits one sender.
+carries a heartbeat, so a new sender can tell a dead sender's rows from a live one's: the dead
+one's ``claimed`` rows go back to the queue, its ``sending`` rows become ``unknown``. Claims use
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL and ``BEGIN IMMEDIATE`` on SQLite, so several senders
+can share one issue on either; planning is an insert that tolerates a concurrent twin.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import datetime as dt
 import os
 import secrets
 import socket
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,17 +42,20 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from newsletter.store.models import Base, JSONDocument, Status, Subscriber, UTCDateTime, utcnow
 from newsletter.store.models import first_name as first_name_of
 from newsletter.store.store import Store
 
-DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "skipped", "unknown")
+DELIVERY_STATUSES = ("queued", "claimed", "sending", "sent", "failed", "skipped", "unknown")
+IN_HAND = ("claimed", "sending")  # a sender's own rows: only these does it record
 STALE_AFTER = dt.timedelta(seconds=60)  # a sender silent this long is taken for dead
 Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
 _OWN: set[str] = set()  # the senders this process runs (a pid alone can't tell them apart)
@@ -120,7 +127,8 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of a claimed delivery: sent, failed, or back to queued (never handed over)."""
+    """What became of a claimed delivery: sent, failed, unknown, or back to queued (never
+    handed over)."""
 
     delivery_id: int
     status: str
@@ -146,19 +154,24 @@ class Ledger:
 
     def plan(self, issue: str, subject: str, content_hash: str,
              audience: Collection[str] = ()) -> tuple[int, bool]:
-        """One queued row per active subscriber of the audience, once. Returns (rows, new)."""
+        """One queued row per active subscriber of the audience, once. Returns (rows, new).
+
+        Safe to race: of several senders planning at once, one inserts the ``sends`` row and
+        its deliveries; the others' inserts wait for it (PostgreSQL's unique index, SQLite's
+        write lock), do nothing and read what it planned."""
+        upsert = postgresql.insert if self.postgres else sqlite.insert
         with self.writer.begin() as connection:
-            existing = connection.execute(select(Send.planned).where(Send.issue == issue)).first()
-            if existing:
-                return existing[0], False
-            connection.execute(insert(Send).values(
+            created = connection.execute(upsert(Send).values(
                 issue=issue, subject=subject, content_hash=content_hash, audience=list(audience),
-                planned=0, created_at=utcnow(), note=""))
+                planned=0, created_at=utcnow(), note="").on_conflict_do_nothing()
+                .returning(Send.issue)).first()
+            if created is None:
+                planned = connection.scalar(select(Send.planned).where(Send.issue == issue))
+                return planned or 0, False
             source = self.store.audience_ids(audience).with_only_columns(
                 Subscriber.id, literal(issue, String(200)), literal("queued", String(16)),
                 literal(0, Integer()))
-            plan_rows = (postgresql.insert if self.postgres else sqlite.insert)(DELIVERIES)
-            connection.execute(plan_rows.from_select(
+            connection.execute(upsert(DELIVERIES).from_select(
                 ["subscriber_id", "issue", "status", "attempts"], source).on_conflict_do_nothing())
             planned = connection.scalar(select(func.count()).where(Delivery.issue == issue)) or 0
             connection.execute(update(Send).where(Send.issue == issue).values(planned=planned))
@@ -185,10 +198,11 @@ class Ledger:
             connection.execute(delete(Sender).where(Sender.id == sender))
 
     def recover(self, issue: str) -> int:
-        """Mark the ``sending`` rows of dead senders ``unknown``; return how many."""
+        """Settle the rows of dead senders: ``claimed`` ones go back to the queue, ``sending``
+        ones (perhaps handed over) become ``unknown``. Returns how many became unknown."""
         with self.writer.begin() as connection:
             claimants = connection.execute(select(Delivery.sender).distinct().where(
-                Delivery.issue == issue, Delivery.status == "sending")).scalars().all()
+                Delivery.issue == issue, Delivery.status.in_(IN_HAND))).scalars().all()
             known = {row.id: row for row in connection.execute(select(
                 Sender.id, Sender.host, Sender.pid, Sender.heartbeat_at).where(
                 Sender.id.in_(claimants)))}
@@ -196,19 +210,45 @@ class Ledger:
             if not dead:
                 return 0
             connection.execute(delete(Sender).where(Sender.id.in_(dead)))
+            theirs = (Delivery.issue == issue, Delivery.sender.in_(dead))
+            connection.execute(update(Delivery).where(*theirs, Delivery.status == "claimed")
+                               .values(status="queued", sender=None, claimed_at=None))
             result = connection.execute(update(Delivery).where(
-                Delivery.issue == issue, Delivery.status == "sending",
-                Delivery.sender.in_(dead)).values(
+                *theirs, Delivery.status == "sending").values(
                 status="unknown", error="in flight when its sender stopped", finished_at=utcnow()))
             return result.rowcount
 
     # ------------------------------------------------------------ dispatching
 
+    def advance(self, issue: str, sender: str, outcomes: Collection[Outcome] = (),
+                hand_over: Collection[int] = (),
+                claim: int = 0) -> tuple[list[int], list[Claim], int]:
+        """A sender's one transaction per turn: record ``outcomes``, mark the ``hand_over``
+        rows ``sending`` (a row goes to the transport only after this commits) and claim up to
+        ``claim`` more. Returns (the rows handed over, the new claims, how many were skipped)."""
+        with self.writer.begin() as connection:
+            self._record(connection, outcomes)
+            handed = self._hand_over(connection, sender, hand_over)
+            claims, skipped = self._claim(connection, issue, sender, claim)
+        return handed, claims, skipped
+
     def claim(self, issue: str, sender: str, limit: int) -> tuple[list[Claim], int]:
-        """Take up to ``limit`` queued rows in id order and mark them ``sending``.
+        """Take up to ``limit`` queued rows in id order and mark them ``claimed``.
 
         Rows whose subscriber is no longer active become ``skipped`` in the same transaction.
         Returns (claims, skipped)."""
+        with self.writer.begin() as connection:
+            return self._claim(connection, issue, sender, limit)
+
+    def record(self, outcomes: Collection[Outcome]) -> None:
+        """Store results; only rows a sender holds change (a guard against double records)."""
+        with self.writer.begin() as connection:
+            self._record(connection, outcomes)
+
+    def _claim(self, connection: Connection, issue: str, sender: str,
+               limit: int) -> tuple[list[Claim], int]:
+        if limit <= 0:
+            return [], 0
         query = (select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name,
                         Subscriber.attributes, Subscriber.status)
                  .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
@@ -217,24 +257,33 @@ class Ledger:
         if self.postgres:
             query = query.with_for_update(skip_locked=True, of=Delivery)
         now = utcnow()
-        with self.writer.begin() as connection:
-            rows = connection.execute(query).all()
-            active = [r for r in rows if r.status == Status.ACTIVE]
-            gone = [r.id for r in rows if r.status != Status.ACTIVE]
-            if active:
-                connection.execute(update(Delivery).where(Delivery.id.in_([r.id for r in active]))
-                                   .values(status="sending", sender=sender, claimed_at=now))
-            if gone:
-                connection.execute(update(Delivery).where(Delivery.id.in_(gone)).values(
-                    status="skipped", error="the subscriber left before sending",
-                    finished_at=now))
+        rows = connection.execute(query).all()
+        active = [r for r in rows if r.status == Status.ACTIVE]
+        gone = [r.id for r in rows if r.status != Status.ACTIVE]
+        if active:
+            connection.execute(update(Delivery).where(Delivery.id.in_([r.id for r in active]))
+                               .values(status="claimed", sender=sender, claimed_at=now))
+        if gone:
+            connection.execute(update(Delivery).where(Delivery.id.in_(gone)).values(
+                status="skipped", error="the subscriber left before sending", finished_at=now))
         claims = [Claim(r.id, r.subscriber_id, r.email, r.name,
                         first_name_of(r.name, r.attributes or {}), r.attributes or {})
                   for r in active]
         return claims, len(gone)
 
-    def record(self, outcomes: Iterable[Outcome]) -> None:
-        """Store results; only rows still ``sending`` change (a guard against double records)."""
+    @staticmethod
+    def _hand_over(connection: Connection, sender: str, ids: Collection[int]) -> list[int]:
+        """Mark this sender's claimed rows ``sending``; returns those it still held (another
+        sender that took this one for dead may have put them back in the queue)."""
+        if not ids:
+            return []
+        return list(connection.execute(
+            update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.status == "claimed",
+                                   Delivery.sender == sender)
+            .values(status="sending").returning(Delivery.id)).scalars())
+
+    @staticmethod
+    def _record(connection: Connection, outcomes: Collection[Outcome]) -> None:
         params = [{"b_id": o.delivery_id, "b_status": o.status, "b_message_id": o.message_id,
                    "b_error": o.error and o.error[:500], "b_attempts": o.attempts}
                   for o in outcomes]
@@ -242,13 +291,12 @@ class Ledger:
             return
         statement = (update(DELIVERIES)
                      .where(DELIVERIES.c.id == bindparam("b_id"),
-                            DELIVERIES.c.status == "sending")
+                            or_(*(DELIVERIES.c.status == held for held in IN_HAND)))
                      .values(status=bindparam("b_status"), message_id=bindparam("b_message_id"),
                              error=bindparam("b_error"),
                              attempts=DELIVERIES.c.attempts + bindparam("b_attempts"),
                              finished_at=utcnow()))
-        with self.writer.begin() as connection:
-            connection.execute(statement, params)
+        connection.execute(statement, params)
 
     def requeue(self, issue: str, statuses: Collection[str]) -> int:
         """Put ``unknown`` and/or ``failed`` rows back in the queue (explicit retries)."""
@@ -266,13 +314,16 @@ class Ledger:
                 Delivery.issue == issue).group_by(Delivery.status)).all()
         return {status: 0 for status in DELIVERY_STATUSES} | {s: n for s, n in rows}
 
-    def errors(self, issue: str, limit: int = 5) -> list[tuple[str, int]]:
-        """The most frequent errors of a send, with their counts."""
+    def errors(self, issue: str, status: str | None = None,
+               limit: int = 5) -> list[tuple[str, int]]:
+        """The most frequent errors of a send (of its rows in ``status``), with their counts."""
+        query = select(Delivery.error, func.count().label("n")).where(
+            Delivery.issue == issue, Delivery.error.is_not(None))
+        if status is not None:
+            query = query.where(Delivery.status == status)
         with self.store.engine.connect() as connection:
-            rows = connection.execute(
-                select(Delivery.error, func.count().label("n"))
-                .where(Delivery.issue == issue, Delivery.error.is_not(None))
-                .group_by(Delivery.error).order_by(func.count().desc()).limit(limit)).all()
+            rows = connection.execute(query.group_by(Delivery.error)
+                                      .order_by(func.count().desc()).limit(limit)).all()
         return [(error or "", n) for error, n in rows]
 
     def timing(self, issue: str) -> dict[str, Any]:

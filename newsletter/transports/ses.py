@@ -8,13 +8,13 @@ Lambda use), so ``AWS_REGION`` is passed on explicitly when set.
 Retries. botocore's "standard" mode resends, with jittered exponential backoff and up to
 ``TOTAL_ATTEMPTS`` attempts in all, what is safe to resend: throttling (HTTP 429,
 ``TooManyRequestsException``) and 5xx answers, which SES gives before it accepts a message, and
-connections that could not be opened, over which nothing was sent. ``_veto_unsafe_retry`` stops
-it from resending two other things:
+connections that could not be opened (refused, connect timeout), over which nothing was sent.
+``_veto_unsafe_retry`` stops it from resending two other things:
 
-- a read timeout, or a connection dropped after the request went out. SES may well have accepted
-  that message, and a silent resend would mail the reader twice. It reaches the send engine as a
-  ``TransientError`` whose detail says so, once, so that the engine can count and report it
-  (it can then still resend, as for any transient error, but knowingly).
+- a request that went out and got no answer: a read timeout (``ses_timeout``), or a connection
+  reset, closed or broken once the request was being written. SES may well have accepted that
+  message, and a resend would mail the reader twice. It reaches the send engine as
+  ``UnknownOutcome``, which the engine records as ``unknown`` and never resends by itself.
 - answers that no wait will cure (daily quota exhausted, which SES words as a throttling error;
   ``LimitExceededException``): ``error_class`` makes them fatal, so resending only wastes time.
 
@@ -36,12 +36,12 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
     ConnectionError,
     HTTPClientError,
     NoRegionError,
     ParamValidationError,
     ReadTimeoutError,
+    SSLError,
 )
 from botocore.parsers import ResponseParserError
 
@@ -53,11 +53,12 @@ from newsletter.errors import (
     PermanentError,
     Throttled,
     TransientError,
+    UnknownOutcome,
 )
 from newsletter.transports.base import Envelope, Quota, Transport
 
 CONNECT_TIMEOUT = 5.0  # seconds; SES answers SendEmail in ~50-100 ms
-READ_TIMEOUT = 10.0  # long enough for a 40 MB upload's answer, short enough not to stall a worker
+READ_TIMEOUT = 10.0  # the default ses_timeout: long enough for a 40 MB upload's answer
 TOTAL_ATTEMPTS = 3  # the first attempt and two retries (botocore's max_attempts counts retries)
 ISSUE_TAG = "issue"  # the message tag carrying the issue slug into SES event publishing
 
@@ -143,8 +144,8 @@ class SesTransport(Transport):
         """The transport for ``settings``; ConfigError if AWS has no region or credentials."""
         if session is None:
             session = _session()
-        return cls(session, config or client_config(settings.concurrency),
-                   configuration_set=settings.ses_configuration_set)
+        config = config or client_config(settings.concurrency, read_timeout=settings.ses_timeout)
+        return cls(session, config, configuration_set=settings.ses_configuration_set)
 
     def send(self, raw: bytes, envelope: Envelope) -> str:
         """Build the request, post it, return SES's MessageId; DeliveryError on failure."""
@@ -223,7 +224,7 @@ def _veto_unsafe_retry(response: tuple[Any, dict[str, Any]] | None = None,
                        operation: Any = None, **_: Any) -> None:
     """A ``needs-retry`` hook, run before botocore's own (its event name is more specific):
     raising here ends the call with that error instead of a retry."""
-    if isinstance(caught_exception, ReadTimeoutError | ConnectionClosedError):
+    if caught_exception is not None and may_have_arrived(caught_exception):
         raise caught_exception
     if response is not None and "Error" in response[1]:
         error = ClientError(response[1], operation.name)
@@ -267,12 +268,27 @@ def error_class(error: ClientError, sender: str = "") -> type[DeliveryError]:
     return PermanentError  # MessageRejected, a bad address, any other 4xx: this message only
 
 
+def may_have_arrived(error: Exception) -> bool:
+    """Whether a request that failed with ``error`` may have reached SES all the same.
+
+    botocore raises ``ConnectionError`` subclasses where no connection was made (refused, DNS,
+    connect timeout, proxy) and ``HTTPClientError`` ones once the request is on its way (read
+    timeout; ``ConnectionClosedError`` for a reset or a close; anything unclassified). A TLS
+    error is both: a failed handshake sent nothing, an abrupt end of a TLS stream may follow a
+    request SES took."""
+    if isinstance(error, SSLError):
+        return "certificate" not in str(error).lower() and "handshake" not in str(error).lower()
+    return isinstance(error, HTTPClientError)
+
+
 def _botocore_error(error: BotoCoreError, what: str) -> DeliveryError:
     """Errors raised before or instead of an answer from SES."""
     detail = f"{type(error).__name__}: {error}"
-    if isinstance(error, ReadTimeoutError | ConnectionClosedError):
-        return TransientError(f"{what} (no answer: SES may have accepted it)", detail=detail)
-    if isinstance(error, ConnectionError | HTTPClientError):
+    if may_have_arrived(error):
+        waited = "no answer in time" if isinstance(error, ReadTimeoutError) else \
+            "the connection ended before SES answered"
+        return UnknownOutcome(f"{waited}: SES may have accepted the message", detail=detail)
+    if isinstance(error, ConnectionError):
         return TransientError(what, detail=detail)
     if isinstance(error, ParamValidationError):
         return PermanentError(what, detail=detail)

@@ -59,6 +59,7 @@ from newsletter.feedback.sns import (
 )
 from newsletter.store import Store
 from newsletter.store.events import Applied, Event, EventLog, EventType
+from newsletter.transports.base import ISSUE_TAG
 
 __all__ = ["Applied", "Event", "EventType", "Tally", "apply_document", "handle_sns_request",
            "ingest", "parse_ses_event", "poll_queue", "ses_document"]
@@ -100,7 +101,7 @@ def parse_ses_event(document: object) -> Event:
     if message_id is None or not isinstance(body, dict):
         raise MalformedEvent(f"SES {word[:20]} event without mail.messageId or its {name}")
     return Event(_key(word, message_id, body), _type(word, body), message_id,
-                 _occurred(body, mail), _detail(word, body))
+                 _occurred(body, mail), _detail(word, body), _sent_as(mail))
 
 
 def _type(word: str, body: Mapping[str, Any]) -> EventType:
@@ -140,6 +141,19 @@ def _clean(**values: Any) -> dict[str, str]:
 def _text(value: str) -> str:
     """Provider text as we store it: addresses blanked out (diagnostics quote them), bounded."""
     return _ADDRESS.sub("<address>", value)[:DETAIL_LENGTH]
+
+
+def _sent_as(mail: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(issue tag, recipient) of a message sent to one recipient with our tag (event
+    publishing carries ``mail.tags``; identity notifications don't)."""
+    tags, destination = mail.get("tags"), mail.get("destination")
+    issue = tags.get(ISSUE_TAG) if isinstance(tags, dict) else None
+    if not (isinstance(issue, list) and issue and isinstance(destination, list)
+            and len(destination) == 1):
+        return None
+    if isinstance(issue[0], str) and isinstance(destination[0], str):
+        return issue[0], destination[0]
+    return None
 
 
 def _message_id(mail: Mapping[str, Any]) -> str | None:

@@ -40,12 +40,14 @@ from sqlalchemy import (
     distinct,
     func,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from newsletter.errors import DatabaseError
+from newsletter.addresses import address_key
+from newsletter.errors import DatabaseError, InvalidAddress
 from newsletter.store.ledger import Delivery, Id
 from newsletter.store.models import Base, JSONDocument, Status, Subscriber, UTCDateTime, utcnow
 from newsletter.store.store import Store, change_status
@@ -91,6 +93,9 @@ class Event:
     message_id: str | None
     occurred_at: dt.datetime
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # (issue, recipient address) of the message, where the provider says: it settles an
+    # ``unknown`` delivery, whose message id never came back. Used for matching, never stored.
+    sent_as: tuple[str, str] | None = None
 
 
 class EventRecord(Base):
@@ -147,7 +152,7 @@ class EventLog:
 
     def _apply(self, event: Event) -> Applied:
         with Session(self.store.writer) as session, session.begin():
-            target = self._target(session, event.message_id)
+            target = self._target(session, event.message_id) or self._settle(session, event)
             # Locked first, so that two events of one subscriber are counted one after the other.
             subscriber = None
             if target is not None:
@@ -186,6 +191,29 @@ class EventLog:
         row = session.execute(select(Delivery.id, Delivery.subscriber_id, Delivery.issue).where(
             Delivery.message_id == message_id).limit(1)).first()
         return _Target(*row) if row else None
+
+    def _settle(self, session: Session, event: Event) -> _Target | None:
+        """The ``unknown`` delivery this event proves went out (or, for a rejection, was
+        refused): it takes the event's message id and status, so the message counts as sent."""
+        if event.sent_as is None or not event.message_id:
+            return None
+        issue, recipient = event.sent_as
+        try:
+            key = address_key(recipient)
+        except InvalidAddress:
+            return None
+        row = session.execute(
+            select(Delivery.id, Delivery.subscriber_id, Delivery.issue)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.issue == issue, Delivery.status == "unknown",
+                   Subscriber.email_key == key).limit(1)).first()
+        if row is None:
+            return None
+        rejected = event.type is EventType.REJECTED
+        session.execute(update(Delivery).where(Delivery.id == row.id).values(
+            status="failed" if rejected else "sent", message_id=event.message_id,
+            error="rejected by the provider after an unanswered request" if rejected else None))
+        return _Target(*row)
 
     def _insert(self, session: Session, event: Event, target: _Target | None) -> bool:
         """Insert the row unless its key is known; True if it was new."""

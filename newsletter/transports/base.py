@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import ClassVar
 
+ISSUE_TAG = "issue"  # the message tag carrying the issue slug (SES event publishing: mail.tags)
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:

@@ -55,12 +55,11 @@ from newsletter.errors import (
     TransientError,
     UnknownOutcome,
 )
-from newsletter.transports.base import Envelope, Quota, Transport
+from newsletter.transports.base import ISSUE_TAG, Envelope, Quota, Transport
 
 CONNECT_TIMEOUT = 5.0  # seconds; SES answers SendEmail in ~50-100 ms
 READ_TIMEOUT = 10.0  # the default ses_timeout: long enough for a 40 MB upload's answer
 TOTAL_ATTEMPTS = 3  # the first attempt and two retries (botocore's max_attempts counts retries)
-ISSUE_TAG = "issue"  # the message tag carrying the issue slug into SES event publishing
 
 NO_REGION = ("no AWS region for SES: set AWS_REGION (or AWS_DEFAULT_REGION, or `region` in the "
              "AWS_PROFILE's section of ~/.aws/config)")

@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 
 from newsletter.errors import DatabaseError
 from newsletter.feedback.events import Applied, Event, EventType, parse_ses_event
-from newsletter.store import Status, Store
+from newsletter.store import Status, Store, Subscriber
 from newsletter.store.events import EventLog, EventRecord
+from newsletter.store.ledger import Delivery
 from newsletter.store.models import Base
 from tests.events.conftest import ISSUE, READERS, Recipient, send_issue, ses, sns_time
 
@@ -242,3 +243,41 @@ def test_the_migration_builds_exactly_the_model(store: Store) -> None:
         context = MigrationContext.configure(connection, opts={
             "compare_type": True, "include_object": ours})
         assert compare_metadata(context, Base.metadata) == []
+
+
+def unknown_delivery(store: Store, email: str) -> None:
+    """``email``'s delivery as after a request that got no answer: unknown, no message id."""
+    with store.writer.begin() as connection:
+        connection.execute(update(Delivery).where(
+            Delivery.subscriber_id == select(Subscriber.id).where(
+                Subscriber.email == email).scalar_subquery()).values(
+            status="unknown", message_id=None, error="no answer in time"))
+
+
+def delivery_of(store: Store, email: str) -> Any:
+    with store.engine.connect() as connection:
+        return connection.execute(select(Delivery.status, Delivery.message_id, Delivery.error)
+                                  .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                                  .where(Subscriber.email == email)).one()
+
+
+def test_an_event_settles_an_unknown_delivery_by_issue_and_recipient(
+        store: Store, sent: dict[str, Recipient]) -> None:
+    """SES's answer never came, but its event did: the message went out after all."""
+    unknown_delivery(store, ELENI)
+    unknown_delivery(store, JAN)
+    document = ses("event/delivery", "0102018f-late-answer-000000")
+    document["mail"]["destination"] = ["Eleni.Papadopoulou@EXAMPLE.gr"]  # as SES spells it
+    assert EventLog(store).apply(parse_ses_event(document)) is Applied.APPLIED
+    assert tuple(delivery_of(store, ELENI)) == ("sent", "0102018f-late-answer-000000", None)
+    assert delivery_of(store, JAN).status == "unknown"  # only the message the event is about
+    assert EventLog(store).summary(ISSUE)["delivered"] == 1
+
+
+def test_without_our_tag_an_event_settles_nothing(store: Store,
+                                                  sent: dict[str, Recipient]) -> None:
+    unknown_delivery(store, ELENI)
+    document = ses("event/delivery", "0102018f-someone-else-000000")
+    del document["mail"]["tags"]["issue"]
+    assert EventLog(store).apply(parse_ses_event(document)) is Applied.UNMATCHED
+    assert delivery_of(store, ELENI).status == "unknown"

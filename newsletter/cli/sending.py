@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from newsletter.sending.engine import (
     send_proofs,
 )
 from newsletter.sending.scheduling import local
+from newsletter.sending.workers import run_worker, start_helpers
 from newsletter.store import Status, Store
 from newsletter.store.events import EventLog
 from newsletter.store.ledger import Ledger
@@ -46,6 +50,8 @@ CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest 
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True),
               help="Messages per second (default: configured, or SES's MaxSendRate x safety).")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Sender processes on this machine, sharing the rows and the rate.")
 @click.option("--test-to", "test_to", multiple=True, metavar="EMAIL",
               help="Send a [Proof] copy to EMAIL (repeatable); the list is not touched.")
 @click.option("--dry-run", is_flag=True, help="Personalise for everyone, send nothing.")
@@ -55,8 +61,8 @@ CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest 
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_env
 def send(env: Env, issue: str, transport: str | None, rate: float | None,
-         concurrency: int | None, test_to: tuple[str, ...], dry_run: bool, retry_unknown: bool,
-         retry_failed: bool, yes: bool) -> None:
+         concurrency: int | None, workers: int, test_to: tuple[str, ...], dry_run: bool,
+         retry_unknown: bool, retry_failed: bool, yes: bool) -> None:
     """Send an issue to its audience, or resume a send that was interrupted."""
     settings = env.settings
     loaded = load_issue(issue_folder(env, issue), settings)
@@ -102,26 +108,53 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
         if existing is None or existing.content_hash != content_hash(rendered):
             raise NewsletterError(CHANGED.format(slug=loaded.slug,
                                                  sent=ledger.counts(loaded.slug)["sent"]))
+        ledger.resume(loaded.slug)  # an operator's send goes on where the engine paused
         options = SendOptions.from_settings(settings, rate=rate, concurrency=concurrency,
                                             retry_unknown=retry_unknown,
                                             retry_failed=retry_failed)
+        # Helpers join as workers; the retries (requeued by this process alone) reach them too.
+        helpers = start_helpers(workers - 1, env.config, loaded.slug,
+                                _helper_arguments(transport, rate, concurrency))
         with make_transport(settings, transport) as chosen:
-            report = _send_with_progress(rendered, settings, ledger, chosen, options)
+            report = _send_with_progress(rendered, settings, ledger, chosen, options,
+                                         shared=bool(helpers))
+        failed_helpers = sum(1 for helper in helpers if helper.wait() != 0)
+        if helpers:
+            report = dataclasses.replace(report, counts=ledger.counts(loaded.slug))
     _print_report(report, settings, transport or settings.transport)
-    if report.stopped:
+    if failed_helpers:
+        click.echo(f"{failed_helpers} of {len(helpers)} helper processes failed (see above)",
+                   err=True)
+    if report.stopped or failed_helpers:
         raise SystemExit(EXIT_PROBLEM)
 
 
+def _helper_arguments(transport: str | None, rate: float | None,
+                      concurrency: int | None) -> list[str]:
+    given = {"--transport": transport, "--rate": rate, "--concurrency": concurrency}
+    return [text for option, value in given.items() if value is not None
+            for text in (option, str(value))]
+
+
 def _send_with_progress(rendered: Any, settings: Any, ledger: Ledger, transport: Any,
-                        options: SendOptions) -> SendReport:
+                        options: SendOptions, *, shared: bool = False) -> SendReport:
+    """Send with a progress bar: of this process's work, or (``shared``, when helper
+    processes send too) of the whole send, read from the ledger twice a second."""
     queued = ledger.counts(rendered.slug)["queued"]
     with click.progressbar(length=queued, label="sending", show_pos=True,
                            item_show_func=_progress_text) as bar:
-        shown = [0]
+        shown, read_at = [0], [0.0]
 
         def update(progress: Progress) -> None:
-            bar.update(progress.done - shown[0], progress)
-            shown[0] = progress.done
+            done = progress.done
+            if shared:
+                if time.monotonic() - read_at[0] < 0.5:
+                    return
+                read_at[0] = time.monotonic()
+                counts = ledger.counts(rendered.slug)
+                done = queued - sum(counts[s] for s in ("queued", "claimed", "sending"))
+            bar.update(done - shown[0], progress)
+            shown[0] = done
 
         return send_issue(rendered, settings, ledger, transport, options, on_progress=update)
 
@@ -213,4 +246,35 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value else None
 
 
-COMMANDS = (send, status)
+@click.command()
+@click.option("--once", is_flag=True, help="One pass over the sends in progress, then exit.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between looks for sends to join.")
+@click.option("--issue", "only", metavar="ISSUE", help="Join only this issue's send.")
+@click.option("--transport", type=click.Choice(["outbox", "ses"]),
+              help="Override the configured transport.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True),
+              help="Messages per second for all senders together (default: configured, or "
+                   "SES's MaxSendRate x safety).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight.")
+@pass_env
+def worker(env: Env, once: bool, interval: float, only: str | None, transport: str | None,
+           rate: float | None, concurrency: int | None) -> None:
+    """Join the sends in progress (on this or any machine sharing the database) until
+    SIGTERM/Ctrl-C, or for one pass with --once."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S%z")
+    logging.getLogger("newsletter").setLevel(logging.INFO)
+    settings = env.settings
+    check_ready(settings, only or "worker")
+    slug = issue_folder(env, only).name if only else None
+    options = SendOptions.from_settings(settings, rate=rate, concurrency=concurrency)
+    report = run_worker(settings, options, once=once, interval=interval, transport=transport,
+                        only=slug)
+    for reason in report.skipped:
+        click.echo(f"left alone: {reason}", err=True)
+    if once and (report.skipped or any(r.stopped for r in report.reports)):
+        raise SystemExit(EXIT_PROBLEM)
+
+
+COMMANDS = (send, status, worker)

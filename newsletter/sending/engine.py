@@ -18,6 +18,7 @@ The engine sees the database only through ``Ledger`` and the provider only throu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import threading
 import time
@@ -43,6 +44,7 @@ from newsletter.message import MessageTemplate, Recipient, build_template, heade
 from newsletter.sending.pacing import RateLimiter, backoff
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Claim, Ledger, Outcome
+from newsletter.store.rates import Rates
 from newsletter.tokens import unsubscribe_url
 from newsletter.transports.base import Envelope, Transport
 
@@ -197,7 +199,7 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
     Setting ``stop`` (e.g. on SIGTERM) ends the run cleanly: nothing new is claimed, the
     messages in flight finish and are recorded, the rest stays queued."""
     check_ready(settings, rendered.slug)
-    recovered = ledger.recover(rendered.slug)
+    recovered, _ = ledger.recover(rendered.slug)
     requeue = [s for s, wanted in (("unknown", options.retry_unknown),
                                    ("failed", options.retry_failed)) if wanted]
     if requeue:
@@ -206,9 +208,13 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
     progress = Progress(total=min(ledger.counts(rendered.slug).get("queued", 0),
                                   limit if limit is not None else 1 << 62))
     if stopped is None and progress.total:
+        # One schedule per transport in the database: every sender to SES shares its rate.
+        limiter = RateLimiter(rate, functools.partial(Rates(ledger.store).grant, transport.name))
         dispatcher = Dispatcher(build_template(rendered, settings), rendered.slug, settings,
-                                ledger, transport, RateLimiter(rate), options, progress, stop)
+                                ledger, transport, limiter, options, progress, stop)
         stopped = dispatcher.run(limit, on_progress)
+        if dispatcher.stop_reason:  # not an interrupt or the quota: someone must look first
+            ledger.pause(rendered.slug, dispatcher.stop_reason)
     elif progress.total == 0 and stopped is None and limit == 0:
         stopped = "the daily sending quota is used up"
     return SendReport(rendered.slug, ledger.counts(rendered.slug), progress, recovered, stopped)
@@ -290,8 +296,14 @@ class Dispatcher:
                         inflight.update({pool.submit(self.deliver, c): c
                                          for c in ready if c.delivery_id in mine})
                     if not inflight:
-                        if not reserve and (exhausted or self.stopping() or budget <= 0):
+                        if reserve:
+                            continue
+                        if self.stopping() or budget <= 0:
                             break
+                        if exhausted:  # done, unless a dead sender left rows behind
+                            if not self.ledger.recover(self.issue)[1]:
+                                break
+                            exhausted = False
                         continue
                     done, _ = wait(inflight, timeout=1.0, return_when=FIRST_COMPLETED)
                     outcomes = [future.result() for future in done]
@@ -299,6 +311,9 @@ class Dispatcher:
                         del inflight[future]
                     if time.monotonic() >= next_beat:
                         self.ledger.heartbeat(worker)
+                        # Another sender of this issue may have died: its reserved rows are
+                        # ours to send now, its rows in flight become unknown.
+                        exhausted = exhausted and not self.ledger.recover(self.issue)[1]
                         next_beat = time.monotonic() + HEARTBEAT_EVERY
                     self.count(outcomes)
                     if on_progress:

@@ -6,18 +6,17 @@ database does (see ``store.schedules``), so a restart loses nothing.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import schedule
 
 from newsletter.config import Settings
 from newsletter.sending.scheduling import PassReport, Runner, log
+from newsletter.sending.workers import stop_on_signals
 from newsletter.store import Store
 from newsletter.transports import Transport, make_transport
 
@@ -33,7 +32,7 @@ def run_scheduler(settings: Settings, *, once: bool = False, interval: float | N
 
     Returns the first pass's report (the only one with ``once``)."""
     stop = stop or threading.Event()
-    with Store.open(settings.database_url) as store, _signals(stop):
+    with Store.open(settings.database_url) as store, stop_on_signals(stop):
         runner = Runner(settings, store, transport or (lambda: make_transport(settings)),
                         holder_name(), stop)
         try:
@@ -52,22 +51,3 @@ def run_scheduler(settings: Settings, *, once: bool = False, interval: float | N
         finally:
             runner.release()
     return first
-
-
-@contextlib.contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop``: the send in progress finishes its batch and records."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(number: int, _frame: object) -> None:
-        log.info("received %s", signal.Signals(number).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)

@@ -73,7 +73,7 @@ class Send(Base):
     planned: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    note: Mapped[str] = mapped_column(String(500), default="")
+    note: Mapped[str] = mapped_column(String(500), default="")  # why it is paused, or ""
 
 
 class Delivery(Base):
@@ -197,9 +197,28 @@ class Ledger:
         with self.writer.begin() as connection:
             connection.execute(delete(Sender).where(Sender.id == sender))
 
-    def recover(self, issue: str) -> int:
+    def pending(self) -> list[str]:
+        """The issues whose sends have rows left (queued, or held by some sender) and are not
+        paused: what a worker joins."""
+        with self.store.engine.connect() as connection:
+            return list(connection.execute(
+                select(Delivery.issue).distinct().join(Send, Send.issue == Delivery.issue)
+                .where(Send.note == "", Delivery.status.in_(("queued", *IN_HAND)))
+                .order_by(Delivery.issue)).scalars())
+
+    def pause(self, issue: str, reason: str) -> None:
+        """Keep workers off a send that stopped for a reason someone must look at."""
+        with self.writer.begin() as connection:
+            connection.execute(update(Send).where(Send.issue == issue)
+                               .values(note=f"paused: {reason}"[:500]))
+
+    def resume(self, issue: str) -> None:
+        with self.writer.begin() as connection:
+            connection.execute(update(Send).where(Send.issue == issue).values(note=""))
+
+    def recover(self, issue: str) -> tuple[int, int]:
         """Settle the rows of dead senders: ``claimed`` ones go back to the queue, ``sending``
-        ones (perhaps handed over) become ``unknown``. Returns how many became unknown."""
+        ones (perhaps handed over) become ``unknown``. Returns (unknown, requeued)."""
         with self.writer.begin() as connection:
             claimants = connection.execute(select(Delivery.sender).distinct().where(
                 Delivery.issue == issue, Delivery.status.in_(IN_HAND))).scalars().all()
@@ -208,15 +227,16 @@ class Ledger:
                 Sender.id.in_(claimants)))}
             dead = [c for c in claimants if c not in known or not _alive(*known[c])]
             if not dead:
-                return 0
+                return 0, 0
             connection.execute(delete(Sender).where(Sender.id.in_(dead)))
             theirs = (Delivery.issue == issue, Delivery.sender.in_(dead))
-            connection.execute(update(Delivery).where(*theirs, Delivery.status == "claimed")
-                               .values(status="queued", sender=None, claimed_at=None))
-            result = connection.execute(update(Delivery).where(
+            requeued = connection.execute(update(Delivery).where(
+                *theirs, Delivery.status == "claimed").values(
+                status="queued", sender=None, claimed_at=None)).rowcount
+            unknown = connection.execute(update(Delivery).where(
                 *theirs, Delivery.status == "sending").values(
                 status="unknown", error="in flight when its sender stopped", finished_at=utcnow()))
-            return result.rowcount
+            return unknown.rowcount, requeued
 
     # ------------------------------------------------------------ dispatching
 
@@ -335,17 +355,20 @@ class Ledger:
 
 
 def _alive(sender: str, host: str, pid: int, heartbeat: dt.datetime) -> bool:
-    """A sender on this host is alive if its process is; elsewhere, if it beat recently."""
-    if host == socket.gethostname():
-        if pid == os.getpid():
-            return sender in _OWN
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+    """A sender is alive while it beats; on this host, only while its process exists too
+    (which tells a death at once, not a minute later)."""
     if heartbeat.tzinfo is None:
         heartbeat = heartbeat.replace(tzinfo=dt.UTC)
-    return utcnow() - heartbeat < STALE_AFTER
+    if utcnow() - heartbeat >= STALE_AFTER:
+        return False
+    if host != socket.gethostname():
+        return True
+    if pid == os.getpid():
+        return sender in _OWN
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -56,8 +56,8 @@ class Rates:
         self._insert = postgresql.insert if postgres else sqlite.insert
 
     def grant(self, name: str, per_second: float, count: int) -> Grant:
-        """Reserve the next ``count`` slots of rate ``name``, at ``per_second`` (which becomes
-        the rate's value for every sender: the latest caller's says)."""
+        """Reserve the next ``count`` slots of rate ``name``, ``1/per_second`` apart (the row
+        keeps the latest caller's ``per_second``, for information)."""
         spacing = 1.0 / per_second
         start = self._later(Rate.next_at, self._now)
         statement = (update(Rate).where(Rate.name == name)

@@ -30,6 +30,7 @@ about a quarter of an hour. Nothing but 127.0.0.1 is contacted.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -578,6 +579,105 @@ def print_rss_run(run: dict[str, Any]) -> None:
           f"{samples}{note}", flush=True)
 
 
+# ---------------------------------------------------------------- 4. several processes
+
+PG_URL = os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.contextmanager
+def pg_schema() -> Iterator[str]:
+    """A database URL whose connections live in a new PostgreSQL schema, dropped after."""
+    import psycopg
+
+    schema = f"bench_{os.getpid()}_{int(time.time())}"
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def worker_child(url: str, database: str, rate: float, concurrency: int) -> dict[str, Any]:
+    """One of several sender processes on a send already planned: its CPU, its share."""
+    from newsletter.transports.ses import SesTransport, client_config
+
+    os.environ.update(aws_environment(url))
+    settings, rendered = setup(database)
+    with Store.open(database) as store:
+        ledger = TimedLedger(store)
+        transport = SesTransport.from_settings(settings, config=client_config(concurrency))
+        try:
+            run = timed_send(rendered, settings, ledger, transport,
+                             SendOptions(rate=rate or None, concurrency=concurrency),
+                             SES_RUN_SECONDS)
+        finally:
+            transport.close()
+    return run
+
+
+def processes_run(url: str, pid: int, recipients: int, rate: float, concurrency: int,
+                  processes: int) -> dict[str, Any]:
+    """``processes`` senders started together on one planned send in PostgreSQL."""
+    fake_call(url, "/_fake/reset", {})
+    fake_cpu = process_cpu(pid)
+    with pg_schema() as database:
+        _, rendered = setup(database)
+        with Store.open(database) as store:
+            add_subscribers(store, recipients)
+            plan(store, rendered)
+        arguments = ["--child", "worker", "--url", url, "--database", database, "--rate",
+                     str(rate), "--concurrency", str(concurrency)]
+        start = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(processes) as pool:
+            children = list(pool.map(lambda _: run_child(arguments, SES_RUN_SECONDS + 120),
+                                     range(processes)))
+        wall = time.perf_counter() - start
+    stats = fake_call(url, "/_fake/stats.json")
+    span = (stats["last_at"] - stats["first_at"]) if stats["accepted"] > 1 else 0.0
+    return {"processes": processes, "rate": rate, "concurrency": concurrency, "wall": wall,
+            "sent": stats["accepted"], "duplicates": stats["duplicates"],
+            "cpu": sum(child["cpu"] for child in children), "max_1s": stats["max_per_second"],
+            "sustained": (stats["accepted"] - 1) / span if span else 0.0,
+            "fake_cpu": process_cpu(pid) - fake_cpu, "load": load()}
+
+
+def processes_part(recipients: int, rate: float, concurrency: int, counts: list[int]) -> None:
+    print(f"4. Several sender processes on one send (PostgreSQL ledger, one shared rate): "
+          f"{recipients:,} recipients, fake SES answering after {FAKE_LATENCY * 1000:.0f} ms, "
+          f"{concurrency} threads each, {os.cpu_count()} CPUs")
+    print(f"   {'procs':>5} {'rate':>7} {'sent':>7} {'wall s':>7} {'msgs/s':>7} {'max 1s':>7} "
+          f"{'sust/rate':>9} {'CPU ms/msg':>10} {'fake CPU%':>9}  load average", flush=True)
+    runs = []
+    with fake_ses() as (url, pid):
+        for processes in counts:
+            for limit in (rate, 0.0):
+                runs.append(processes_run(url, pid, recipients, limit, concurrency, processes))
+                run = runs[-1]
+                held = (f"{run['sustained'] / run['rate']:>9.3f}" if run["rate"] else
+                        f"{'(none)':>9}")
+                dupes = f"  [{run['duplicates']} duplicates]" if run["duplicates"] else ""
+                print(f"   {processes:>5} {run['rate'] or 0:>7,.0f} {run['sent']:>7,} "
+                      f"{run['wall']:>7.1f} {run['sent'] / run['wall']:>7,.0f} "
+                      f"{run['max_1s']:>7,} {held} "
+                      f"{1000 * run['cpu'] / max(run['sent'], 1):>10.2f} "
+                      f"{100 * run['fake_cpu'] / run['wall']:>9.0f}  {run['load']}{dupes}",
+                      flush=True)
+    limited = [run for run in runs if run["rate"]]
+    unlimited = {run["processes"]: run["sent"] / run["wall"] for run in runs if not run["rate"]}
+    one = unlimited.get(min(unlimited), 0.0)
+    over = [run for run in limited if run["max_1s"] > run["rate"]]
+    print(f"   rate never exceeded in any 1 s window: {'yes' if not over else 'NO'}; "
+          f"sustained/rate at the rate: "
+          + ", ".join(f"{run['processes']} proc {run['sustained'] / run['rate']:.3f}"
+                      for run in limited) + " (target ≥ 0.97)")
+    print("   unlimited msgs/s: " + ", ".join(f"{n} proc {v:,.0f} ({v / max(one, 1e-9):.2f}x)"
+                                            for n, v in sorted(unlimited.items()))
+          + f" (target at rate {rate:,.0f}: ≥ {rate:,.0f} msgs/s; N processes ≥ 1.7x one)")
+    print(flush=True)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -596,7 +696,10 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--sizes", help="list sizes of part 3, comma-separated")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
     parser.add_argument("--parts", default="123", help="which parts to run, e.g. 13")
-    parser.add_argument("--child", choices=["ses", "import", "send"], help=argparse.SUPPRESS)
+    parser.add_argument("--processes", default="1,2,3", help="sender processes, part 4")
+    parser.add_argument("--child", choices=["ses", "import", "send", "worker"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--database", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -618,6 +721,10 @@ def main() -> None:
     if args.child == "send":
         print(json.dumps(send_child(args.url, args.size)))
         return
+    if args.child == "worker":
+        print(json.dumps(worker_child(args.url, args.database, args.rate,
+                                      numbers(args.concurrency)[0])))
+        return
     print(f"bench/send.py{' --quick' if args.quick else ''}: Python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs, load average {load()} (other processes share these CPUs)\n",
           flush=True)
@@ -628,6 +735,9 @@ def main() -> None:
         ses_part(args.recipients, args.rate, numbers(args.concurrency), not args.no_profile)
     if "3" in args.parts:
         rss_part(numbers(args.sizes))
+    if "4" in args.parts:
+        processes_part(args.recipients, args.rate, numbers(args.concurrency)[0],
+                       numbers(args.processes))
 
 
 if __name__ == "__main__":

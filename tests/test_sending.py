@@ -279,6 +279,21 @@ def test_consecutive_failures_pause_the_send(store, rendered, settings_with_key)
     assert report.counts["failed"] < 30 and report.counts["queued"] > 0
 
 
+def test_a_paused_send_waits_for_an_operator(store, rendered, settings_with_key):
+    """Workers join sends in progress, but not one the engine paused: someone looks first."""
+    add_people(store, 30)
+    ledger = plan(store, rendered)
+    assert ledger.pending() == [SLUG]
+    failing = Recording(fail=lambda e, call: PermanentError("MessageRejected"))
+    run(rendered, settings_with_key, ledger, failing, concurrency=1, max_consecutive_failures=5)
+    assert ledger.send(SLUG).note.startswith("paused: paused after 5 consecutive failures")
+    assert ledger.pending() == []
+    ledger.resume(SLUG)  # what `newsletter send` does
+    assert ledger.pending() == [SLUG]
+    assert run(rendered, settings_with_key, ledger, Recording()).complete
+    assert ledger.pending() == []
+
+
 def test_the_pause_is_decided_at_the_threshold_when_results_arrive_together(
         store, rendered, settings_with_key):
     """Two messages are in flight even at concurrency 1, so their failures can be counted

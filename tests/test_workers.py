@@ -12,7 +12,8 @@ import time
 from newsletter.authoring.content import find_issue, load_issue
 from newsletter.authoring.render import render_issue
 from newsletter.config import load_settings
-from newsletter.sending.engine import content_hash
+from newsletter.sending.engine import SendOptions, content_hash
+from newsletter.sending.workers import work_once
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
 from tests.fakeses import fetch, spawn
@@ -93,3 +94,16 @@ def test_send_with_workers_shares_the_send_and_the_rate(workspace, database_url)
     assert counts["sent"] == count and f"{count} sent" in done.stdout.decode()
     assert senders == 3  # each process took a share
     assert most_in_a_second <= rate
+
+
+def test_a_worker_sends_only_the_content_that_was_planned(workspace, database_url):
+    settings = load_settings(workspace / "newsletter.toml", env={
+        "NEWSLETTER_SECRET_KEY": SECRET, "NEWSLETTER_DATABASE_URL": database_url})
+    with Store.open(database_url) as store:
+        make_list(store, workspace, 5)
+        ledger = Ledger(store)
+        ledger.plan(SLUG, "An older version", "0" * 64)
+        done = work_once(settings, store, SendOptions(concurrency=2), transport="outbox")
+        assert done.reports == [] and done.skipped == [
+            f"{SLUG}: the issue changed since its send was planned"]
+        assert ledger.counts(SLUG)["queued"] == 5

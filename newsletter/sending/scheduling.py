@@ -193,6 +193,11 @@ class Runner:
              report: PassReport) -> None:
         check_ready(self.settings, row.issue)
         ledger = Ledger(self.store)
+        begun = ledger.send(row.issue)
+        if begun is not None and begun.note:  # the engine paused it: a person looks first
+            report.waiting.append(row.issue)
+            report.say(f"{row.issue}: {begun.note}; `newsletter send {row.issue}` resumes it")
+            return
         planned, new = ledger.plan(row.issue, rendered.subject, row.content_hash, audience)
         self.schedules.mark(row.issue, "sending")
         report.say(f"{row.issue}: {'sending to' if new else 'resuming'} {planned} recipients")

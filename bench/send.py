@@ -54,7 +54,8 @@ from newsletter.authoring.content import find_issue, load_issue
 from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.config import Settings, load_settings
 from newsletter.message import build_template
-from newsletter.sending.engine import Dispatcher, Progress, SendOptions, content_hash, send_issue
+from newsletter.sending.dispatch import Dispatcher, Progress, SendOptions
+from newsletter.sending.engine import content_hash, send_issue
 from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store, bulk
 from newsletter.store.ledger import Claim, Ledger, Outcome

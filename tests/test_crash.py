@@ -119,7 +119,7 @@ def test_faults_on_the_wire_never_mail_anyone_twice(workspace_settings, database
     count = 1000
     for name, value in aws_env("").items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.01 * attempt)
+    monkeypatch.setattr("newsletter.sending.dispatch.backoff", lambda attempt: 0.01 * attempt)
     settings = workspace_settings.model_copy(update={"secret_key": SECRET, "ses_timeout": 0.5})
     rendered = render_issue(load_issue(find_issue(settings, SLUG), settings), settings)
     with spawn("--latency", "0.01", "--throttle", "0.1", "--error5xx", "0.02",

@@ -26,7 +26,7 @@ class Clock:
 
 
 def limiter(rate, clock, schedule=None, oversleep=lambda: 0.0):
-    return RateLimiter(rate, schedule or LocalSchedule(clock), clock=clock,
+    return RateLimiter(rate, schedule or LocalSchedule(), clock=clock,
                        sleep=lambda seconds: clock.sleep(seconds + oversleep()))
 
 
@@ -68,7 +68,7 @@ def test_senders_sharing_a_schedule_never_exceed_the_rate_together(rate, senders
     100 ms late, then take up to 5 ms more to get its request out. What arrives stays within
     the rate in every one-second window: a slot missed by more than LATE is given up."""
     clock = Clock()
-    schedule = LocalSchedule(clock)
+    schedule = LocalSchedule()
     late = [0.0]
 
     def once():  # a late wake-up is a moment's hitch, not the machine's pace

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -34,32 +33,31 @@ def test_the_migration_builds_the_model(store):
 
 def test_grants_follow_each_other_and_idle_time_earns_no_burst(store):
     rates = Rates(store)
-    first = rates.grant("ses", 10.0, 5)
-    assert first.count == 5 and first.spacing == pytest.approx(0.1)
-    assert first.delay < 0.05  # nothing reserved yet: now
-    second = rates.grant("ses", 10.0, 5)
-    assert 0.4 < second.delay <= 0.5  # after the first grant's five slots
-    other = rates.grant("other", 100.0, 1)
-    assert other.delay < 0.05  # each rate is its own schedule
+    first = rates.grant("ses", 10.0, 5, now=1000.0)
+    assert (first.start, first.count) == (1000.0, 5) and first.spacing == pytest.approx(0.1)
+    second = rates.grant("ses", 10.0, 5, now=1000.1)
+    assert second.start == pytest.approx(1000.5)  # after the first grant's five slots
+    later = rates.grant("ses", 10.0, 1, now=2000.0)
+    assert later.start == 2000.0  # an idle hour earns no burst
+    other = rates.grant("other", 100.0, 1, now=1000.0)
+    assert other.start == 1000.0  # each rate is its own schedule
 
 
-def test_the_latest_rate_applies_to_everyone(store):
+def test_the_latest_rate_is_kept(store):
     rates = Rates(store)
-    rates.grant("ses", 10.0, 1)
-    rates.grant("ses", 20.0, 1)
+    rates.grant("ses", 10.0, 1, now=1000.0)
+    rates.grant("ses", 20.0, 1, now=1000.0)
     with store.engine.connect() as connection:
         assert connection.scalar(select(Rate.per_second).where(Rate.name == "ses")) == 20.0
 
 
 def test_concurrent_grants_never_share_a_slot(store):
-    """8 senders x 5 grants x 3 slots at 10/s: 12 s of schedule, back to back, no overlap."""
+    """8 senders x 5 grants x 3 slots at 10/s, all asked at once: 12 s of schedule, back to
+    back, each slot in one grant only."""
     rates = Rates(store)
-    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
-        grants = list(pool.map(lambda _: [rates.grant("ses", 10.0, 3) for _ in range(5)],
-                               range(8)))
-    elapsed = time.monotonic() - started
-    last = rates.grant("ses", 10.0, 1)
-    assert 12.0 - elapsed - 0.2 <= last.delay <= 12.0 + 0.05
-    delays = sorted(grant.delay for batch in grants for grant in batch)
-    assert delays[-1] <= 12.0 - 0.3 + 0.05
+        grants = [grant for batch in pool.map(
+            lambda _: [rates.grant("ses", 10.0, 3, now=1000.0) for _ in range(5)], range(8))
+            for grant in batch]
+    starts = sorted(grant.start for grant in grants)
+    assert starts == pytest.approx([1000.0 + 0.3 * n for n in range(40)])

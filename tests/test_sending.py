@@ -163,7 +163,7 @@ def test_unsubscribed_mid_send_are_skipped(store, rendered, settings_with_key):
 
 def test_throttles_and_transient_errors_are_retried_without_duplicates(
         store, rendered, settings_with_key, monkeypatch):
-    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.001)
+    monkeypatch.setattr("newsletter.sending.dispatch.backoff", lambda attempt: 0.001)
     add_people(store, 30)
 
     def flaky(envelope, call):
@@ -242,7 +242,7 @@ def test_permanent_failures_are_recorded_and_can_be_retried(store, rendered, set
 
 
 def test_transient_errors_give_up_after_a_limit(store, rendered, settings_with_key, monkeypatch):
-    monkeypatch.setattr("newsletter.sending.engine.backoff", lambda attempt: 0.001)
+    monkeypatch.setattr("newsletter.sending.dispatch.backoff", lambda attempt: 0.001)
     add_people(store, 2)
     transport = Recording(fail=lambda e, call: TransientError("timeout")
                           if e.recipient == "person0@example.org" else None)

@@ -23,23 +23,21 @@ LATE = 0.01
 MAX_GIVEN_UP = 2
 GRANT_SECONDS = 0.05  # each grant covers this much of the rate: ~20 grants a second in all
 
-Draw = Callable[[float, int], Grant]  # (messages/s, slots) -> the next slots of the schedule
+Draw = Callable[[float, int, float], Grant]  # (messages/s, slots, now) -> the next slots
 
 
 class LocalSchedule:
     """The shared schedule's rule (see ``store.rates``) kept in this process: no database."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
+    def __init__(self) -> None:
         self._next = -math.inf
         self._lock = threading.Lock()
 
-    def __call__(self, per_second: float, count: int) -> Grant:
+    def __call__(self, per_second: float, count: int, now: float) -> Grant:
         with self._lock:
-            now = self.clock()
             start = max(self._next, now)
             self._next = start + count / per_second
-        return Grant(start - now, 1 / per_second, count)
+        return Grant(start, 1 / per_second, count)
 
 
 class RateLimiter:
@@ -51,10 +49,10 @@ class RateLimiter:
     """
 
     def __init__(self, rate: float | None, draw: Draw | None = None, *,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep):
-        self.clock, self.sleep = clock, sleep
-        self.draw = draw or LocalSchedule(clock)
+        self.clock, self.sleep = clock, sleep  # the clock of the schedule: time.time
+        self.draw = draw or LocalSchedule()
         self._lock = threading.Lock()
         self._slots: collections.deque[float] = collections.deque()
         self._slowed_at = -math.inf
@@ -85,11 +83,8 @@ class RateLimiter:
             if len(self._slots) <= self._chunk() // 2:
                 # A window holds whole messages: at 12.6/s, 12 of them.
                 whole = math.floor(self.rate) if self.rate >= 1 else self.rate
-                asked = self.clock()
-                grant = self.draw(whole * HEADROOM, self._chunk())
-                # The grant's "now" lies between asking and hearing back: take the middle.
-                base = (asked + self.clock()) / 2 + grant.delay
-                self._slots.extend(base + i * grant.spacing for i in range(grant.count))
+                grant = self.draw(whole * HEADROOM, self._chunk(), self.clock())
+                self._slots.extend(grant.start + i * grant.spacing for i in range(grant.count))
             return self._slots.popleft()
 
     def _chunk(self) -> int:

@@ -67,6 +67,7 @@ class Progress:
     skipped: int = 0
     unknown: int = 0  # handed over, no answer: the provider may have accepted them
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None  # set when the run ends: its report keeps its own time
 
     @property
     def done(self) -> int:
@@ -74,7 +75,7 @@ class Progress:
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        return (self.finished or time.monotonic()) - self.started
 
     @property
     def rate(self) -> float:

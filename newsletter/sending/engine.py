@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
@@ -155,6 +156,7 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
             ledger.pause(rendered.slug, dispatcher.stop_reason)
     elif progress.total == 0 and stopped is None and limit == 0:
         stopped = "the daily sending quota is used up"
+    progress.finished = time.monotonic()
     return SendReport(rendered.slug, ledger.counts(rendered.slug), progress, recovered, stopped)
 
 

@@ -1,28 +1,46 @@
-"""The SES transport against our fault-injecting fake (in-process) and a real moto server."""
+"""The SES transport against our fault-injecting fake (in-process), a recording HTTP server, a
+TLS-wrapped fake, and a real moto server. ``send`` takes the lean path (``ses_http``); ``quota``
+and the old path's error mapping (``ses_errors``) are botocore's."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import email
 import email.policy
+import hashlib
+import hmac
+import http.server
 import importlib.util
+import ipaddress
 import json
 import os
+import re
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 import pytest
+import urllib3.exceptions
+from botocore.credentials import CredentialProvider, RefreshableCredentials
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
@@ -30,6 +48,10 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
@@ -44,15 +66,22 @@ from newsletter.errors import (
 )
 from newsletter.message import Recipient, build_template
 from newsletter.transports import make_transport
+from newsletter.transports import ses as ses_module
 from newsletter.transports.base import Envelope, Quota
 from newsletter.transports.ses import (
     SesTransport,
     build_request,
     client_config,
     error_class,
+    network_error,
+    request_body,
+    retry_delay,
     ses_errors,
     tag_value,
+    total_attempts,
 )
+from newsletter.transports.ses_http import SEND_EMAIL_PATH, Answer, NotSent
+from newsletter.transports.ses_http import client_error as read_error_answer
 from tests.fakeses import FakeSes, fetch, max_in_window, post, spawn
 
 ENVELOPE = Envelope("news@example.org", "reader@example.net", "2025-04-asit-highlights", "k1")
@@ -92,7 +121,7 @@ def connect(aws: pytest.MonkeyPatch, settings: Settings, url: str, *, attempts: 
 
 @pytest.fixture
 def ses(aws: pytest.MonkeyPatch, settings: Settings, fake: FakeSes) -> Iterator[SesTransport]:
-    """botocore's retries off, so that each fault's own mapping shows."""
+    """Retries off (one attempt), so that each fault's own mapping shows."""
     with connect(aws, settings, fake.url) as transport:
         assert isinstance(transport, SesTransport)
         yield transport
@@ -168,12 +197,13 @@ def test_each_fault_maps_to_its_error(ses: SesTransport, fake: FakeSes, faults: 
 def test_a_message_taken_without_an_answer_is_unknown_and_not_resent(
         aws: pytest.MonkeyPatch, settings: Settings, fake: FakeSes, fault: dict[str, Any]) -> None:
     """...from these: SES took the message, then the answer came too late or the connection
-    was reset. botocore must not resend it (it would arrive twice)."""
+    was reset. The transport must not resend it (it would arrive twice)."""
     fake.configure(**fault)
     with connect(aws, settings, fake.url, attempts=3) as transport, \
             pytest.raises(UnknownOutcome, match="SES may have accepted the message"):
         transport.send(RAW, ENVELOPE)
     assert len(fake.messages()) == 1 and fake.messages()[0].answer != "ok"
+    assert fake.counts() == {ENVELOPE.recipient: 1}
 
 
 def test_ses_timeout_sets_the_read_timeout(aws: pytest.MonkeyPatch, settings: Settings,
@@ -215,6 +245,7 @@ def test_unreachable_endpoint_is_transient(aws: pytest.MonkeyPatch, settings: Se
 
 def test_botocore_absorbs_an_occasional_throttle(aws: pytest.MonkeyPatch, settings: Settings
                                                  ) -> None:
+    # botocore's standard retries, as the lean path keeps them (``SesTransport.send``).
     # Seed 3: the first request draws a throttle, the second does not.
     with FakeSes(seed=3, throttle=0.5) as server, \
             connect(aws, settings, server.url, attempts=3) as transport:
@@ -225,7 +256,8 @@ def test_botocore_absorbs_an_occasional_throttle(aws: pytest.MonkeyPatch, settin
 
 def test_a_read_timeout_is_not_resent_by_botocore(aws: pytest.MonkeyPatch, settings: Settings,
                                                   fake: FakeSes) -> None:
-    """SES may have taken a message whose answer was lost: a silent resend could duplicate it."""
+    """SES may have taken a message whose answer was lost: a silent resend could duplicate it.
+    (The name is from the boto3 path; the lean path's retry loop is what is tested now.)"""
     fake.configure(timeout=1.0, timeout_after=1.0)
     with connect(aws, settings, fake.url, attempts=3) as transport, \
             pytest.raises(UnknownOutcome, match="may have accepted"):
@@ -438,6 +470,7 @@ def verify_sender(address: str) -> None:
 
 def test_moto_accepts_the_asit_issue(moto: SesTransport, moto_url: str, settings: Settings,
                                      asit_rendered: dict[str, RenderedIssue]) -> None:
+    """moto parses the lean path's hand-made JSON body as it parses boto3's."""
     rendered = asit_rendered["2025-04-asit-highlights"]
     sender = parseaddr(settings.sender)[1]
     verify_sender(sender)
@@ -465,3 +498,445 @@ def test_moto_quota_falls_back_to_ses_v1(moto: SesTransport) -> None:
     assert moto.quota() == Quota(max_send_rate=1.0, max_24_hour_send=200.0,
                                  sent_last_24_hours=0.0)
     assert moto.quota().max_send_rate == 1.0  # the second call goes straight to v1
+
+
+# ---------------------------------------------------------------- the lean request
+
+
+def test_request_body_is_build_request_as_json() -> None:
+    for configuration_set in ("events", None):
+        expected = build_request(RAW, ENVELOPE, configuration_set)
+        expected["Content"]["Raw"]["Data"] = base64.b64encode(RAW).decode()
+        assert json.loads(request_body(RAW, ENVELOPE, configuration_set)) == expected
+
+
+def test_request_body_escapes_what_json_must() -> None:
+    odd = Envelope('"quoted\\\\"@example.org', "zoë@exämple.net", "é\"}", "k")
+    request = json.loads(request_body(RAW, odd))
+    assert request["FromEmailAddress"] == odd.sender
+    assert request["Destination"] == {"ToAddresses": [odd.recipient]}
+    assert request["EmailTags"] == [{"Name": "issue", "Value": "___"}]
+
+
+def test_every_byte_value_arrives_intact(ses: SesTransport, fake: FakeSes) -> None:
+    raw = bytes(range(256)) * 250  # 64,000 bytes, every value, the size of an issue
+    message_id = ses.send(raw, ENVELOPE)
+    [accepted] = fake.messages()
+    assert (accepted.message_id, accepted.raw, accepted.size) == (message_id, raw, len(raw))
+
+
+@dataclass
+class Recorded:
+    method: str
+    target: str  # the request line's target: a path, or an absolute URL through a proxy
+    headers: dict[str, str]  # names in lower case
+    body: bytes
+
+
+@dataclass
+class Recorder:
+    """An HTTP server that keeps what it receives and gives one canned answer."""
+
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    status: int = 200
+    answer_headers: dict[str, str] = field(default_factory=dict)
+    answer: bytes = b'{"MessageId": "0100-recorded"}'
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    recorder = Recorder()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            recorder.requests.append(Recorded(self.command, self.path, {
+                name.lower(): value for name, value in self.headers.items()}, body))
+            self.send_response(recorder.status)
+            for name, value in recorder.answer_headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(recorder.answer)))
+            self.end_headers()
+            self.wfile.write(recorder.answer)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads, server.block_on_close = True, False
+    recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def sigv4(recorded: Recorded, secret: str) -> tuple[dict[str, str], str]:
+    """The Authorization header's fields, and the signature computed here for what arrived,
+    from AWS's specification (not botocore's code): canonical request, string to sign, key."""
+    algorithm, _, rest = recorded.headers["authorization"].partition(" ")
+    fields = dict(part.strip().split("=", 1) for part in rest.split(","))
+    assert algorithm == "AWS4-HMAC-SHA256"
+    _, date, region, service, _ = fields["Credential"].split("/")
+    names = fields["SignedHeaders"].split(";")
+    canonical = "\n".join([
+        recorded.method, urlsplit(recorded.target).path, "",
+        "".join(f"{name}:{' '.join(recorded.headers[name].split())}\n" for name in names),
+        fields["SignedHeaders"], hashlib.sha256(recorded.body).hexdigest()])
+    scope = f"{date}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", recorded.headers["x-amz-date"], scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return fields, hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def test_the_request_is_sendemail_signed_with_sigv4(aws: pytest.MonkeyPatch, settings: Settings,
+                                                     recorder: Recorder) -> None:
+    with connect(aws, settings, recorder.url, configuration_set="events") as transport:
+        assert transport.send(RAW, ENVELOPE) == "0100-recorded"
+    [request] = recorder.requests
+    assert (request.method, request.target) == ("POST", SEND_EMAIL_PATH)
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["host"] == recorder.url.removeprefix("http://")
+    assert request.body == request_body(RAW, ENVELOPE, "events")
+    fields, expected = sigv4(request, "testing")
+    assert fields["Credential"].split("/")[::2] == ["testing", "eu-west-1", "aws4_request"]
+    assert fields["Credential"].split("/")[3] == "ses"  # sesv2's signing name
+    assert fields["Credential"].split("/")[1] == request.headers["x-amz-date"][:8]
+    assert set(fields["SignedHeaders"].split(";")) == {"content-type", "host", "x-amz-date"}
+    assert fields["Signature"] == expected
+    signed_at = dt.datetime.strptime(request.headers["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    assert abs(signed_at.replace(tzinfo=dt.UTC) - dt.datetime.now(dt.UTC)) < dt.timedelta(
+        minutes=1)
+
+
+def test_an_endpoint_with_a_path_keeps_it(aws: pytest.MonkeyPatch, settings: Settings,
+                                          recorder: Recorder) -> None:
+    """As botocore joins them: a gateway's prefix, then the operation's path."""
+    with connect(aws, settings, recorder.url + "/gateway/") as transport:
+        transport.send(RAW, ENVELOPE)
+    [request] = recorder.requests
+    assert request.target == "/gateway" + SEND_EMAIL_PATH
+    fields, expected = sigv4(request, "testing")
+    assert fields["Signature"] == expected
+
+
+class Rotating(CredentialProvider):
+    """Temporary credentials that botocore refreshes at every use (they expire in 12 minutes,
+    inside its 15-minute advisory window); with ``fail``, every refresh fails."""
+
+    METHOD = CANONICAL_NAME = "rotating-test"
+
+    def __init__(self, expires_in: dt.timedelta, *, fail: bool = False):
+        super().__init__()
+        self.expires_in, self.fail, self.issued = expires_in, fail, 0
+
+    def fetch(self) -> dict[str, str]:
+        if self.fail and self.issued:
+            raise CredentialRetrievalError(provider=self.METHOD, error_msg="the role is gone")
+        self.issued += 1
+        return {"access_key": f"key-{self.issued}", "secret_key": f"secret-{self.issued}",
+                "token": f"token-{self.issued}",
+                "expiry_time": (dt.datetime.now(dt.UTC) + self.expires_in).isoformat()}
+
+    def load(self) -> RefreshableCredentials:
+        return RefreshableCredentials.create_from_metadata(self.fetch(), self.fetch, self.METHOD)
+
+
+def rotating_transport(aws: pytest.MonkeyPatch, url: str, provider: Rotating) -> SesTransport:
+    aws.setenv("AWS_ENDPOINT_URL_SESV2", url)
+    core = botocore.session.get_session()
+    core.get_component("credential_provider").insert_before("env", provider)
+    session = boto3.session.Session(botocore_session=core, region_name="eu-west-1")
+    return SesTransport(session, client_config(4, attempts=1))
+
+
+def test_refreshed_credentials_are_picked_up(aws: pytest.MonkeyPatch,
+                                             recorder: Recorder) -> None:
+    with rotating_transport(aws, recorder.url, Rotating(dt.timedelta(minutes=12))) as transport:
+        for _ in range(3):
+            transport.send(RAW, ENVELOPE)
+    keys = []
+    for request in recorder.requests:
+        fields, _ = sigv4(request, "unused")
+        key = fields["Credential"].split("/")[0]
+        number = key.removeprefix("key-")
+        assert request.headers["x-amz-security-token"] == f"token-{number}"
+        assert "x-amz-security-token" in fields["SignedHeaders"].split(";")
+        assert fields["Signature"] == sigv4(request, f"secret-{number}")[1]
+        keys.append(int(number))
+    assert len(keys) == 3 and keys == sorted(set(keys)) and keys[0] > 1  # a new set each time
+
+
+def test_credentials_that_cannot_be_refreshed_are_fatal(aws: pytest.MonkeyPatch,
+                                                        recorder: Recorder) -> None:
+    provider = Rotating(dt.timedelta(minutes=5), fail=True)  # inside the mandatory window
+    with rotating_transport(aws, recorder.url, provider) as transport, \
+            pytest.raises(FatalTransportError, match="the role is gone"):
+        transport.send(RAW, ENVELOPE)
+    assert recorder.requests == []
+
+
+def test_a_proxy_from_the_environment_is_used(aws: pytest.MonkeyPatch, settings: Settings,
+                                              recorder: Recorder) -> None:
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        aws.delenv(name, raising=False)
+    aws.setenv("HTTP_PROXY", recorder.url)  # botocore's client would use it too
+    with connect(aws, settings, "http://ses.test.invalid:4242") as transport:
+        assert transport.send(RAW, ENVELOPE) == "0100-recorded"
+    [request] = recorder.requests
+    assert request.target == f"http://ses.test.invalid:4242{SEND_EMAIL_PATH}"
+    assert request.headers["host"] == "ses.test.invalid:4242"
+    assert sigv4(request, "testing")[0]["Signature"] == sigv4(request, "testing")[1]
+
+
+@pytest.mark.parametrize(("status", "headers", "data"), [
+    (429, {"x-amzn-ErrorType": "TooManyRequestsException:http://internal.amazon.com/"},
+     b'{"message": "Maximum sending rate exceeded."}'),
+    (400, {"x-amzn-ErrorType": "MessageRejected"}, b'{"message": "Address blacklisted."}'),
+    (400, {}, b'{"__type": "com.amazon.ses#BadRequestException", "Message": "bad address"}'),
+    (400, {}, b'{"code": "NotFoundException", "message": "no such set"}'),
+    (403, {}, b"<html>Forbidden by the proxy</html>"),
+    (502, {}, b"<html>Bad Gateway</html>"),
+    (503, {}, b""),
+    (500, {"x-amzn-ErrorType": "InternalFailure"}, b"not json"),
+])
+def test_error_answers_are_read_as_botocore_reads_them(status: int, headers: dict[str, str],
+                                                       data: bytes) -> None:
+    from botocore.parsers import create_parser
+    from urllib3 import HTTPHeaderDict
+
+    answer = Answer(status, HTTPHeaderDict(headers), data)
+    botocore_reads = create_parser("rest-json").parse(
+        {"status_code": status, "headers": HTTPHeaderDict(headers), "body": data}, None)
+    error = read_error_answer(answer)
+    assert error.response["Error"] == botocore_reads["Error"]
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == status
+
+
+@pytest.mark.parametrize(("status", "headers", "data", "expected", "words"), [
+    (502, {"Content-Type": "text/html"}, b"<html>Bad Gateway</html>", TransientError,
+     "502 (HTTP 502): Bad Gateway"),
+    (400, {"x-amzn-ErrorType": "MessageRejected"}, b'{"message": "Address blacklisted."}',
+     PermanentError, "MessageRejected (HTTP 400): Address blacklisted."),
+    (200, {}, b"<html>a captive portal</html>", UnknownOutcome, "captive portal"),
+    (200, {}, b'{"Other": 1}', UnknownOutcome, "without a MessageId"),
+])
+def test_odd_answers(aws: pytest.MonkeyPatch, settings: Settings, recorder: Recorder,
+                     status: int, headers: dict[str, str], data: bytes,
+                     expected: type[DeliveryError], words: str) -> None:
+    recorder.status, recorder.answer_headers, recorder.answer = status, headers, data
+    with connect(aws, settings, recorder.url, attempts=1) as transport, \
+            pytest.raises(DeliveryError, match=re.escape(words)) as caught:
+        transport.send(RAW, ENVELOPE)
+    assert type(caught.value) is expected
+
+
+# ---------------------------------------------------------------- retries
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """No backoff sleeps; the (attempt, throttled) of each wait asked for."""
+    asked: list[tuple[int, bool]] = []
+
+    def no_wait(attempt: int, *, throttled: bool) -> float:
+        asked.append((attempt, throttled))
+        return 0.0
+
+    monkeypatch.setattr(ses_module, "retry_delay", no_wait)
+    return asked
+
+
+@pytest.mark.parametrize(("faults", "expected", "throttled"), [
+    ({"throttle": 1.0}, Throttled, True),
+    ({"error5xx": 1.0}, TransientError, False),
+])
+def test_refusals_before_acceptance_are_retried_up_to_the_attempts(
+        aws: pytest.MonkeyPatch, settings: Settings, fake: FakeSes, waits: list[tuple[int, bool]],
+        faults: dict[str, Any], expected: type[DeliveryError], throttled: bool) -> None:
+    fake.configure(**faults)
+    with connect(aws, settings, fake.url, attempts=3) as transport, pytest.raises(expected):
+        transport.send(RAW, ENVELOPE)
+    assert sum(fake.stats()["outcomes"].values()) == 3 and fake.messages() == []
+    assert waits == [(1, throttled), (2, throttled)]
+
+
+@pytest.mark.parametrize(("faults", "expected"), [
+    ({"reject": ("reader@example.net",)}, PermanentError),
+    ({"mode": "paused"}, FatalTransportError),
+    ({"daily_quota": 0}, FatalTransportError),
+    ({"timeout": 1.0, "timeout_after": 1.0}, UnknownOutcome),
+    ({"late": 1.0, "late_after": 1.0}, UnknownOutcome),
+    ({"lost": 1.0}, UnknownOutcome),
+])
+def test_what_may_have_arrived_or_no_wait_cures_is_tried_once(
+        aws: pytest.MonkeyPatch, settings: Settings, fake: FakeSes, waits: list[tuple[int, bool]],
+        faults: dict[str, Any], expected: type[DeliveryError]) -> None:
+    fake.configure(**faults)
+    with connect(aws, settings, fake.url, attempts=3) as transport, \
+            pytest.raises(DeliveryError) as caught:
+        transport.send(RAW, ENVELOPE)
+    assert type(caught.value) is expected
+    outcomes = fake.stats()["outcomes"]
+    assert sum(n for outcome, n in outcomes.items() if outcome != "accepted") == 1, outcomes
+    assert len(fake.messages()) <= 1 and waits == []
+
+
+def test_an_unreachable_endpoint_is_retried(aws: pytest.MonkeyPatch, settings: Settings,
+                                            waits: list[tuple[int, bool]]) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"  # bound, never listening
+        with connect(aws, settings, url, attempts=3) as transport, \
+                pytest.raises(TransientError, match=r"NewConnectionError.*refused"):
+            transport.send(RAW, ENVELOPE)
+    assert waits == [(1, False), (2, False)]
+
+
+def test_retry_delay_is_botocores_standard_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ses_module.random, "random", lambda: 1.0)  # the upper bounds
+    assert [retry_delay(n, throttled=True) for n in (1, 2, 3, 9)] == [1.0, 2.0, 4.0, 20.0]
+    assert [retry_delay(n, throttled=False) for n in (1, 2)] == [0.05, 0.1]
+
+
+def test_total_attempts_reads_the_client_config() -> None:
+    from botocore.config import Config
+
+    assert total_attempts(client_config(4, attempts=5)) == 5
+    assert total_attempts(Config(retries={"max_attempts": 1})) == 2  # botocore counts retries
+    assert total_attempts(Config()) == 3
+
+
+# ---------------------------------------------------------------- network failures
+
+
+@pytest.mark.parametrize(("error", "expected", "words"), [
+    (NotSent("NewConnectionError: Failed to establish a new connection: [Errno 111] "
+             "Connection refused"), TransientError, "Connection refused"),
+    (NotSent("SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED]"), TransientError,
+     "CERTIFICATE_VERIFY_FAILED"),
+    (urllib3.exceptions.ReadTimeoutError(None, "/", "Read timed out. (read timeout=10)"),
+     UnknownOutcome, "no answer in time"),
+    (urllib3.exceptions.ProtocolError("Connection aborted.", ConnectionResetError(104, "reset")),
+     UnknownOutcome, "the connection ended before SES answered"),
+    (urllib3.exceptions.SSLError("[SSL: UNEXPECTED_EOF_WHILE_READING]"), UnknownOutcome,
+     "the connection ended before SES answered"),
+    (ValueError("something unclassified"), UnknownOutcome, "SES may have accepted"),
+])
+def test_network_errors_are_mapped_by_phase(error: Exception, expected: type[DeliveryError],
+                                            words: str) -> None:
+    mapped = network_error(error, "sending")
+    assert type(mapped) is expected
+    assert words in str(mapped)
+    if not isinstance(error, NotSent):  # NotSent's own text names the error of the connect
+        assert mapped.detail.startswith(f"{type(error).__name__}: ")
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA: (certificate file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_fake(tmp_path: Path) -> Iterator[tuple[FakeSes, str, Path]]:
+    """The fake behind TLS (its listening socket wrapped): (fake, https URL, its certificate)."""
+    cert_file, key_file = self_signed(tmp_path, "fakeses")
+    server = FakeSes(seed=1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+    with server:
+        yield server, server.url.replace("http://", "https://", 1), cert_file
+
+
+def test_tls_is_verified_against_the_aws_ca_bundle(
+        aws: pytest.MonkeyPatch, settings: Settings,
+        tls_fake: tuple[FakeSes, str, Path]) -> None:
+    fake, url, cert_file = tls_fake
+    aws.setenv("AWS_CA_BUNDLE", str(cert_file))
+    with connect(aws, settings, url) as transport:
+        message_id = transport.send(RAW, ENVELOPE)
+        fake.configure(lost=1.0)  # a reset once the request is out: the same over TLS
+        with pytest.raises(UnknownOutcome, match="may have accepted"):
+            transport.send(RAW, ENVELOPE)
+    [first, second] = fake.messages()
+    assert (first.message_id, first.answer, second.answer) == (message_id, "ok", "lost")
+
+
+def test_an_untrusted_certificate_is_transient_and_sends_nothing(
+        aws: pytest.MonkeyPatch, settings: Settings, tmp_path: Path,
+        tls_fake: tuple[FakeSes, str, Path]) -> None:
+    fake, url, _ = tls_fake
+    aws.setenv("AWS_CA_BUNDLE", str(self_signed(tmp_path, "another-ca")[0]))
+    with connect(aws, settings, url) as transport, \
+            pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
+        transport.send(RAW, ENVELOPE)
+    assert fake.messages() == [] and fake.stats()["outcomes"] == {}
+
+
+# ---------------------------------------------------------------- the pool
+
+
+def test_the_pool_follows_the_client_config(aws: pytest.MonkeyPatch, settings: Settings,
+                                            fake: FakeSes) -> None:
+    with connect(aws, settings, fake.url, read_timeout=0.7) as transport:
+        pool = transport._http._pool
+        assert pool is not None
+        assert pool.pool is not None and pool.pool.maxsize == 5  # client_config(4): 4 + 1
+        assert (pool.timeout.connect_timeout, pool.timeout.read_timeout) == (
+            ses_module.CONNECT_TIMEOUT, 0.7)
+        assert (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1) in pool.conn_kw["socket_options"]
+        transport.send(RAW, ENVELOPE)
+        transport.send(RAW, ENVELOPE)
+        assert pool.num_connections == 1  # kept alive
+    assert pool.pool is None  # closed with the transport
+
+
+def test_threads_share_the_pool(aws: pytest.MonkeyPatch, settings: Settings,
+                                fake: FakeSes) -> None:
+    def send(n: int) -> str:
+        return transport.send(RAW, Envelope(ENVELOPE.sender, f"r{n}@example.net", "i", f"{n}"))
+
+    with connect(aws, settings, fake.url) as transport, ThreadPoolExecutor(8) as threads:
+        message_ids = list(threads.map(send, range(64)))
+    assert len(set(message_ids)) == 64
+    assert fake.counts() == {f"r{n}@example.net": 1 for n in range(64)}
+

@@ -7,6 +7,17 @@ the page always says the same thing, as fast. At most ``capacity`` sign-ups wait
 the form answers 503 (try again later) instead of holding unbounded memory. Work still queued
 when the process exits is finished first (``close``); a killed process loses it, and the person
 simply does not get the email and can sign up again.
+
+Several ``serve`` processes: each has its own queue, and that is enough; nothing is shared
+through the database. The queue only moves work off the request thread, and each process
+finishes what it accepted. What must hold across processes is decided before a sign-up is
+queued: the per-client and per-address limits (newsletter.web.limits) are buckets in the
+database, so an address gets at most the per-address burst of confirmation emails however
+many processes its sign-ups reach. The rest is already safe with several writers: two
+processes adding the same new address race on its unique key and the loser does nothing
+("raced", see newsletter.web.signup), and a pending address signing up through two processes
+gets two confirmation emails, as it would from two sign-ups in one. A shared queue would add a
+table, polling and a dead worker's leftovers to take over, for no guarantee more.
 """
 
 from __future__ import annotations

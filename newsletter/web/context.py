@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from newsletter.config import Settings
 from newsletter.store import Store
+from newsletter.store.limits import Buckets
 from newsletter.transports import Transport, make_transport
 from newsletter.web.archive import Archive
 from newsletter.web.background import Background
@@ -16,13 +17,20 @@ from newsletter.web.limits import PER_ADDRESS, PER_CLIENT, RateLimiter
 
 @dataclass
 class Context:
-    """Settings, the store, the rate limits, the archive cache and the sign-up worker."""
+    """Settings, the store, the rate limits, the archive cache and the sign-up worker.
+
+    What several ``serve`` processes must agree on lives in the database: the rate-limit
+    buckets (store.limits), the list of sent issues (read on every archive request). What is
+    kept here is either the same in every process (settings, rendered template skeletons,
+    archive pages checked against their folder on every request) or the process's own work
+    (the sign-up queue, see web.background)."""
 
     settings: Settings
     store: Store
     owns_store: bool = False
-    per_client: RateLimiter = field(default_factory=lambda: RateLimiter(PER_CLIENT))
-    per_address: RateLimiter = field(default_factory=lambda: RateLimiter(PER_ADDRESS))
+    buckets: Buckets = field(init=False)
+    per_client: RateLimiter = field(init=False)
+    per_address: RateLimiter = field(init=False)
     signups: Background = field(default_factory=Background)
     archive: Archive = field(init=False)
     leaving: Leaving = field(init=False)
@@ -31,6 +39,9 @@ class Context:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
+        self.buckets = Buckets(self.store)
+        self.per_client = RateLimiter(self.buckets, "client", PER_CLIENT)
+        self.per_address = RateLimiter(self.buckets, "address", PER_ADDRESS)
         self.archive = Archive(self.settings, self.store)
         self.leaving = Leaving(self.store)
 

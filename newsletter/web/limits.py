@@ -1,11 +1,13 @@
-"""In-memory rate limits for the sign-up form: per client address and per email address.
+"""The sign-up form's rate limits: per client address and per email address, in the database.
 
-A token bucket per key: ``burst`` attempts at once, then ``per_hour`` spread over the hour.
-Memory is bounded: at most ``max_keys`` buckets live, the least recently used one is dropped
-when a new key arrives (a key that is dropped starts full again, so an attacker who cycles
-through more than ``max_keys`` client addresses gets a few extra attempts each, nothing more).
-The limits are per process: run one ``newsletter serve`` process (it is multi-threaded), or
-add a limit at the reverse proxy when running several.
+A token bucket per key: ``burst`` attempts at once, then ``per_hour`` spread over the hour. The
+buckets live in the database (newsletter.store.limits), so a limit holds across every
+``newsletter serve`` process sharing it, on one machine or several, and restarts do not reset
+it. Each process also remembers, in memory, the keys the database refused and until when:
+buckets only refill with time and other processes can only empty them further, so until then
+the answer is the same, and a client hammering the form costs one database write per refusal
+period, not one per request. That memory is bounded (``max_keys``, least recently refused
+dropped first); a key dropped from it simply asks the database again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-MAX_KEYS = 50_000  # ≈ 100 bytes each: about 5 MB per limiter at most
+from newsletter.store.limits import Buckets
+
+MAX_KEYS = 10_000  # remembered refusals per limiter: ≈ 100 bytes each, about 1 MB at most
 
 
 @dataclass(frozen=True)
@@ -32,35 +36,34 @@ PER_ADDRESS = Limit(burst=3, per_hour=6)
 
 
 class RateLimiter:
-    """Token buckets keyed by a string; thread-safe; bounded in memory."""
+    """One limit (``scope`` names its buckets) over the shared buckets; thread-safe."""
 
-    def __init__(self, limit: Limit, *, max_keys: int = MAX_KEYS,
+    def __init__(self, buckets: Buckets, scope: str, limit: Limit, *, max_keys: int = MAX_KEYS,
                  clock: Callable[[], float] = time.monotonic):
-        self.limit, self.max_keys, self.clock = limit, max_keys, clock
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.buckets, self.scope, self.limit = buckets, scope, limit
+        self.max_keys, self.clock = max_keys, clock
+        self._refused: OrderedDict[str, float] = OrderedDict()  # key → refused until (clock)
         self._lock = threading.Lock()
 
-    def allow(self, key: str) -> bool:
-        """Take one attempt from ``key``'s bucket; False (and nothing taken) if it is empty."""
+    def take(self, key: str) -> int:
+        """One attempt for ``key``: 0 if allowed (taken from its bucket), else the seconds until
+        it may try again (nothing taken)."""
         now = self.clock()
         with self._lock:
-            tokens = self._refill(key, now)
-            allowed = tokens >= 1
-            self._buckets[key] = (tokens - 1 if allowed else tokens, now)
-            self._buckets.move_to_end(key)
-            while len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        return allowed
-
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again (0 if it may now)."""
+            until = self._refused.get(key)
+        if until is not None and until > now:
+            return int(until - now) + 1
+        wait = self.buckets.take(self.scope, key, burst=self.limit.burst,
+                                 per_hour=self.limit.per_hour)
         with self._lock:
-            tokens = self._refill(key, self.clock())
-        return 0 if tokens >= 1 else int((1 - tokens) * 3600 / self.limit.per_hour) + 1
+            if not wait:
+                self._refused.pop(key, None)
+                return 0
+            self._refused[key] = now + wait
+            self._refused.move_to_end(key)
+            while len(self._refused) > self.max_keys:
+                self._refused.popitem(last=False)
+        return int(wait) + 1
 
     def __len__(self) -> int:
-        return len(self._buckets)
-
-    def _refill(self, key: str, now: float) -> float:
-        tokens, then = self._buckets.get(key, (float(self.limit.burst), now))
-        return min(float(self.limit.burst), tokens + (now - then) * self.limit.per_hour / 3600)
+        return len(self._refused)

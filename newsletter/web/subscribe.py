@@ -5,7 +5,9 @@ the work happens in the background (see newsletter.web.signup). Guards, in order
 rate limit (429), a honeypot field (bots fill it; they get the usual answer and nothing
 happens), a signed, time-limited CSRF token bound to the client (else the form comes back,
 filled in, to be sent again), the address's syntax, and a per-address limit on confirmation
-emails (silent). ``GET /confirm/<token>`` shows a button; only its POST activates.
+emails (silent). Both limits are kept in the database, so they hold across every process
+serving the app (newsletter.web.limits). ``GET /confirm/<token>`` shows a button; only its
+POST activates.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def form() -> Response:
 def submit() -> Response:
     ctx = context()
     client = request.remote_addr or ""
-    if not ctx.per_client.allow(client):
-        raise TooManyRequests(retry_after=ctx.per_client.retry_after(client))
+    wait = ctx.per_client.take(client)
+    if wait:
+        raise TooManyRequests(retry_after=wait)
     email = form_value(request.form, "email", MAX_EMAIL)
     name = form_value(request.form, "name", NAME_LENGTH + 1)
     if form_value(request.form, HONEYPOT, 200):
@@ -59,7 +62,7 @@ def submit() -> Response:
     except (InvalidAddress, InvalidValue) as error:
         field = "email" if isinstance(error, InvalidAddress) else "name"
         return _form(email, name, problem=field, status=400)
-    if not ctx.per_address.allow(address.key):
+    if ctx.per_address.take(address.key):
         return _ignored("address rate limit")
     signup = SignUp(address.email, name, client or None, request.user_agent.string,
                     request.base_url, _wording(), dt.datetime.now(dt.UTC))

@@ -173,7 +173,7 @@ def test_invalid_input_returns_the_form_with_the_problem(client, ctx, store, add
 
 
 def test_the_per_client_limit_answers_429(client, ctx, store):
-    ctx.per_client = RateLimiter(Limit(burst=2, per_hour=1))
+    ctx.per_client = RateLimiter(ctx.buckets, "client", Limit(burst=2, per_hour=1))
     codes = [sign_up(client, f"p{n}@example.org").status_code for n in range(3)]
     assert codes == [200, 200, 429]
     refused = sign_up(client, "p9@example.org")

@@ -449,15 +449,16 @@ PROFILE_RULES = [
      r"urllib3/|http/client\.py|botocore/(httpsession|awsrequest)\.py"),
     ("boto3: endpoint rules", r"botocore/(endpoint_provider|regions)\.py"),
     ("boto3: events, hooks, retries, rest", r"botocore/|boto3/"),
+    ("SES request: body, answer", r"newsletter/transports/"),
     ("personalise (MIME)", r"newsletter/message\.py"),
     ("unsubscribe token", r"newsletter/tokens\.py"),
     ("ledger: claim", r"\b_claim \([^)]*ledger\.py"),
     ("ledger: record", r"\b_record \([^)]*ledger\.py"),
     ("ledger: hand over", r"\b_hand_over \([^)]*ledger\.py"),
     ("ledger: other (heartbeat, counts)", r"ledger\.py"),
-    ("rate limiter", r"newsletter/pacing\.py"),
+    ("rate limiter, shared rate", r"newsletter/sending/pacing\.py|rates\.py"),
     ("thread pool, futures, locks", r"(concurrent/futures|threading\.py|queue\.py)[^;]*$"),
-    ("engine: dispatch loop, deliver, wait", r"newsletter/sending/engine\.py"),
+    ("engine: dispatch loop, deliver, wait", r"newsletter/sending/(engine|dispatch)\.py"),
 ]
 # Stacks of the dispatch: the engine's main loop and its worker threads (not start-up or plan).
 DISPATCH = re.compile(r"send_issue \(|concurrent/futures/thread\.py")

@@ -5,12 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
 from newsletter.store import Store
-from newsletter.store.models import Base
 from newsletter.store.rates import Rate, Rates
 
 
@@ -18,17 +15,6 @@ from newsletter.store.rates import Rate, Rates
 def store(database_url):
     with Store.open(database_url) as opened:
         yield opened
-
-
-def test_the_migration_builds_the_model(store):
-    def ours(obj, name, type_, reflected, compare_to):
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name == "rates"
-
-    with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={
-            "compare_type": True, "include_object": ours})
-        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_grants_follow_each_other_and_idle_time_earns_no_burst(store):

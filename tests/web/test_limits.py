@@ -7,13 +7,10 @@ import threading
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from newsletter.store import Store
 from newsletter.store.limits import Bucket, Buckets
-from newsletter.store.models import Base
 from newsletter.web.limits import Limit, RateLimiter
 from newsletter.web.pages import mask_address, readable_on
 from newsletter.web.signing import form_token, form_token_valid, issued_at, sign, unsign
@@ -38,17 +35,6 @@ def rows(store: Store) -> list[tuple[str, float, int]]:
 def count(store: Store) -> int:
     with store.engine.connect() as connection:
         return connection.scalar(select(func.count()).select_from(Bucket)) or 0
-
-
-def test_the_migration_builds_the_model(store):
-    def ours(obj, name, type_, reflected, compare_to):
-        table = obj if type_ == "table" else getattr(obj, "table", None)
-        return table is None or table.name == "web_limits"
-
-    with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={
-            "compare_type": True, "include_object": ours})
-        assert compare_metadata(context, Base.metadata) == []
 
 
 def test_a_burst_then_the_hourly_rate(store):

@@ -38,6 +38,7 @@ from newsletter.transports.base import Envelope, Transport
 MAX_TRANSIENT_ATTEMPTS = 5
 MAX_THROTTLE_WAIT = 300.0  # seconds of throttling on one message before the send pauses
 MAX_CONSECUTIVE_FAILURES = 50
+GATHER = 0.005  # seconds a turn may wait for more results to record together
 HEARTBEAT_EVERY = 5.0  # seconds; a sender silent for ledger.STALE_AFTER is taken for dead
 
 
@@ -173,8 +174,14 @@ class Dispatcher:
         return self._turn(pool)
 
     def _collect(self) -> None:
-        """Wait for results (a second at most), keep the heartbeat, count what came in."""
-        done, _ = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
+        """Wait for results (a second at most, then up to ``GATHER`` more for a few others: one
+        transaction for several results costs little more than for one), keep the heartbeat,
+        count what came in."""
+        done, pending = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
+        enough, until = max(1, self.options.concurrency // 8), time.monotonic() + GATHER
+        while done and pending and len(done) < enough and (left := until - time.monotonic()) > 0:
+            more, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
+            done |= more
         self.outcomes = [future.result() for future in done]
         for future in done:
             del self.inflight[future]

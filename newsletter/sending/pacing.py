@@ -22,6 +22,10 @@ HEADROOM = 0.975
 LATE = 0.01
 MAX_GIVEN_UP = 2
 GRANT_SECONDS = 0.05  # each grant covers this much of the rate: ~20 grants a second in all
+MAX_GRANT = 1024  # slots: 50 ms' worth up to 20,480/s
+# Beyond what any sender reaches, metering costs a grant every few messages (most slots pass
+# unused) and holds nothing back: such a rate (an SES quota of 1,000,000/s) is not metered.
+UNMETERED = 20_000.0
 
 Draw = Callable[[float, int, float], Grant]  # (messages/s, slots, now) -> the next slots
 
@@ -62,24 +66,24 @@ class RateLimiter:
         """Wait for this caller's slot. A slot missed by more than ``LATE`` is given up for
         the next one, twice at most: on a machine too busy to wake anyone on time, sending
         goes on (late) rather than stalls."""
-        if not self.rate:
+        if not self.rate or self.rate > UNMETERED:
             return
-        given_up = 0
-        while True:
+        for _ in range(MAX_GIVEN_UP + 1):
             slot = self._take()
             wait = slot - self.clock()
-            if wait < -LATE:
-                continue  # passed while this sender was busy: nobody used it
             if wait > 0:
                 self.sleep(wait)
-            if self.clock() - slot <= LATE or given_up == MAX_GIVEN_UP:
+            if self.clock() - slot <= LATE:
                 return
-            given_up += 1
 
     def _take(self) -> float:
+        """The next slot not yet missed, drawing more from the schedule when few are left."""
         with self._lock:
             assert self.rate
-            self._recover(self.clock())
+            now = self.clock()
+            self._recover(now)
+            while self._slots and self._slots[0] < now - LATE:  # passed while we were busy
+                self._slots.popleft()
             if len(self._slots) <= self._chunk() // 2:
                 # A window holds whole messages: at 12.6/s, 12 of them.
                 whole = math.floor(self.rate) if self.rate >= 1 else self.rate
@@ -89,7 +93,7 @@ class RateLimiter:
 
     def _chunk(self) -> int:
         assert self.rate
-        return max(1, min(256, round(self.rate * GRANT_SECONDS)))
+        return max(1, min(MAX_GRANT, round(self.rate * GRANT_SECONDS)))
 
     def slow_down(self, factor: float = 0.8, floor: float = 1.0) -> None:
         """The provider throttled us: lower the rate (never below ``floor``). Each sender

@@ -36,6 +36,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/message.py
 	$(BIN)/python bench/send.py --quick
+	$(BIN)/python bench/ses_call.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/import.py
 

@@ -8,7 +8,7 @@ import email.policy
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from newsletter.authoring.render import RenderedIssue
 from newsletter.errors import (
@@ -30,7 +30,7 @@ from newsletter.sending.engine import (
     send_proofs,
 )
 from newsletter.sending.pacing import RateLimiter
-from newsletter.store import Status, Store
+from newsletter.store import Status, Store, Subscriber
 from newsletter.store.ledger import Delivery, Ledger, Outcome, Sender
 from newsletter.store.models import utcnow
 from newsletter.transports.base import Quota
@@ -277,6 +277,19 @@ def test_consecutive_failures_pause_the_send(store, rendered, settings_with_key)
                  max_consecutive_failures=5)
     assert "5 consecutive failures" in report.stopped
     assert report.counts["failed"] < 30 and report.counts["queued"] > 0
+
+
+def test_thousands_who_left_before_their_turn_are_skipped_in_turns(store, rendered,
+                                                                  settings_with_key):
+    """Each claim of one sender at concurrency 1 takes two rows: 1,000 claims that skip
+    everyone they take, one after the other, without the dispatch loop growing."""
+    add_people(store, 2001)
+    ledger = plan(store, rendered)
+    with store.writer.begin() as connection:
+        connection.execute(update(Subscriber).where(Subscriber.email != "person2000@example.org")
+                           .values(status=Status.UNSUBSCRIBED))
+    report = run(rendered, settings_with_key, ledger, Recording(), concurrency=1)
+    assert (report.progress.skipped, report.progress.sent) == (2000, 1)
 
 
 def test_a_paused_send_waits_for_an_operator(store, rendered, settings_with_key):

@@ -171,7 +171,7 @@ class Dispatcher:
             if not self.ledger.recover(self.issue)[1]:
                 return False
             self.exhausted = False
-        return self._turn(pool)
+        return True  # claim again next turn (the last claim's rows were all skipped)
 
     def _collect(self) -> None:
         """Wait for results (a second at most, then up to ``GATHER`` more for a few others: one

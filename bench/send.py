@@ -457,7 +457,7 @@ PROFILE_RULES = [
     ("ledger: hand over", r"\b_hand_over \([^)]*ledger\.py"),
     ("ledger: other (heartbeat, counts)", r"ledger\.py"),
     ("rate limiter, shared rate", r"newsletter/sending/pacing\.py|rates\.py"),
-    ("thread pool, futures, locks", r"(concurrent/futures|threading\.py|queue\.py)[^;]*$"),
+    ("threads, queues, locks", r"(concurrent/futures|threading\.py|queue\.py)[^;]*$"),
     ("engine: dispatch loop, deliver, wait", r"newsletter/sending/(engine|dispatch)\.py"),
 ]
 # Stacks of the dispatch: the engine's main loop and its worker threads (not start-up or plan).

@@ -11,11 +11,11 @@ a request that got no answer is ``unknown`` and never tried again.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -107,7 +107,9 @@ class Dispatcher:
         self.worker = ""  # this sender's id in the ledger, once running
         self.budget = 0  # how many more rows this run may claim
         self.reserve: deque[Claim] = deque()  # claimed, not handed over
-        self.inflight: dict[Future[Outcome], Claim] = {}
+        self.inflight: set[int] = set()  # handed over to a thread, no outcome back yet
+        self.todo: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()  # to the threads
+        self.done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()  # from them
         self.outcomes: list[Outcome] = []  # in, not yet recorded
         self.exhausted = False  # the queue had nothing more for us
         self.next_beat = time.monotonic() + HEARTBEAT_EVERY
@@ -123,13 +125,21 @@ class Dispatcher:
     def run(self, limit: int | None, on_progress: Callable[[Progress], None] | None) -> str | None:
         self.budget = limit if limit is not None else 1 << 62
         self.worker = self.ledger.register_sender()
+        threads = [threading.Thread(target=self._sender, name=f"send-{n}", daemon=True)
+                   for n in range(self.options.concurrency)]
+        for thread in threads:
+            thread.start()
         try:
-            with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="send") as pool:
-                while self._turn(pool):
-                    self._collect()
-                    if on_progress:
-                        on_progress(self.progress)
+            while self._turn():
+                self._collect()
+                if on_progress:
+                    on_progress(self.progress)
         finally:
+            self._stop.set()  # anything still queued for the threads is not sent
+            for _ in threads:
+                self.todo.put(None)
+            for thread in threads:
+                thread.join()
             self.ledger.unregister_sender(self.worker)
         if self.error:
             raise self.error
@@ -139,7 +149,18 @@ class Dispatcher:
             return "stopped at the sending limit (daily quota); resume later"
         return self.stop_reason
 
-    def _turn(self, pool: ThreadPoolExecutor) -> bool:
+    def _sender(self) -> None:
+        """A sending thread: deliver what it is handed until told to stop (``None``)."""
+        while (claim := self.todo.get()) is not None:
+            try:
+                outcome = self.deliver(claim)
+            except Exception as error:  # a bug: it may have gone out, so never resend it
+                self.error = self.error or error
+                self.stop(f"unexpected error while sending: {error!r}")
+                outcome = Outcome(claim.delivery_id, "unknown", error=f"unexpected: {error!r}")
+            self.done.put(outcome)
+
+    def _turn(self) -> bool:
         """One ledger transaction: record the results in, hand rows over to the free threads,
         claim more. Returns False once there is nothing left to wait for."""
         if self.stopping():  # what was reserved goes back to the queue untouched
@@ -161,8 +182,10 @@ class Dispatcher:
             self.budget -= len(claims)
             self.reserve.extend(claims)
             mine = set(handed)  # rows another sender took back are not ours to send
-            self.inflight.update({pool.submit(self.deliver, c): c
-                                  for c in ready if c.delivery_id in mine})
+            for row in ready:
+                if row.delivery_id in mine:
+                    self.inflight.add(row.delivery_id)
+                    self.todo.put(row)
         if self.inflight or self.reserve:
             return True
         if self.stopping() or self.budget <= 0:
@@ -177,14 +200,17 @@ class Dispatcher:
         """Wait for results (a second at most, then up to ``GATHER`` more for a few others: one
         transaction for several results costs little more than for one), keep the heartbeat,
         count what came in."""
-        done, pending = wait(self.inflight, timeout=1.0, return_when=FIRST_COMPLETED)
-        enough, until = max(1, self.options.concurrency // 8), time.monotonic() + GATHER
-        while done and pending and len(done) < enough and (left := until - time.monotonic()) > 0:
-            more, pending = wait(pending, timeout=left, return_when=FIRST_COMPLETED)
-            done |= more
-        self.outcomes = [future.result() for future in done]
-        for future in done:
-            del self.inflight[future]
+        enough, until = max(1, self.options.concurrency // 8), time.monotonic() + 1.0
+        while self.inflight and len(self.outcomes) < enough and \
+                (left := until - time.monotonic()) > 0:
+            try:
+                outcome = self.done.get(timeout=left)
+            except queue.Empty:
+                break
+            if not self.outcomes:
+                until = time.monotonic() + GATHER
+            self.outcomes.append(outcome)
+            self.inflight.discard(outcome.delivery_id)
         if time.monotonic() >= self.next_beat:
             self.ledger.heartbeat(self.worker)
             # Another sender of this issue may have died: its reserved rows are ours to send

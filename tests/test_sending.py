@@ -292,6 +292,23 @@ def test_thousands_who_left_before_their_turn_are_skipped_in_turns(store, render
     assert (report.progress.skipped, report.progress.sent) == (2000, 1)
 
 
+def test_a_bug_in_a_transport_stops_the_send_and_leaves_nothing_in_flight(
+        store, rendered, settings_with_key):
+    """A transport that raises something no DeliveryError: that message may have gone out
+    (unknown); the send stops, raises the error, and nothing else is left claimed or sending."""
+    add_people(store, 20)
+    ledger = plan(store, rendered)
+
+    def bug(envelope, call):
+        return RuntimeError("a bug") if envelope.recipient == "person5@example.org" else None
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run(rendered, settings_with_key, ledger, Recording(fail=bug), concurrency=2)
+    counts = ledger.counts(SLUG)
+    assert counts["unknown"] == 1 and counts["claimed"] == counts["sending"] == 0
+    assert counts["sent"] + counts["queued"] == 19
+
+
 def test_a_paused_send_waits_for_an_operator(store, rendered, settings_with_key):
     """Workers join sends in progress, but not one the engine paused: someone looks first."""
     add_people(store, 30)

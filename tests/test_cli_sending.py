@@ -154,3 +154,22 @@ def test_unanswered_messages_are_unknown_until_retried_on_purpose(subscribed, wo
         retried = subscribed("send", SLUG, "--yes", "--transport", "ses", "--retry-unknown")
         assert retried.exit_code == 0 and "this run: 3 sent" in retried.output
         assert sorted(fake.counts().values()) == [2, 2, 2]  # asked for: they got it twice
+
+
+def test_a_worker_joins_a_send_and_leaves_edited_content_alone(subscribed, workspace, caplog):
+    from newsletter.config import load_settings
+    from newsletter.store import Store
+    from newsletter.store.ledger import Ledger
+
+    settings = load_settings(workspace / "newsletter.toml", env={})
+    with Store.open(settings.database_url) as store:
+        Ledger(store).plan(SLUG, "An older version", "0" * 64)
+    left = subscribed("worker", "--once")
+    assert left.exit_code == 1 and outbox(workspace) == []
+    assert f"left alone: {SLUG}: the issue changed since its send was planned" in caplog.text
+    with Store.open(settings.database_url) as store, store.writer.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM sends")
+    assert subscribed("send", SLUG, "--yes", "--workers", "2").exit_code == 0
+    assert len(outbox(workspace)) == 3
+    assert subscribed("worker", "--once").exit_code == 0  # nothing left: nothing to do
+    assert len(outbox(workspace)) == 3

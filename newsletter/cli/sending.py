@@ -271,8 +271,6 @@ def worker(env: Env, once: bool, interval: float, only: str | None, transport: s
     options = SendOptions.from_settings(settings, rate=rate, concurrency=concurrency)
     report = run_worker(settings, options, once=once, interval=interval, transport=transport,
                         only=slug)
-    for reason in report.skipped:
-        click.echo(f"left alone: {reason}", err=True)
     if once and (report.skipped or any(r.stopped for r in report.reports)):
         raise SystemExit(EXIT_PROBLEM)
 

@@ -70,19 +70,22 @@ def work_once(settings: Settings, store: Store, options: SendOptions, *,
 def run_worker(settings: Settings, options: SendOptions, *, once: bool, interval: float,
                transport: str | None = None, only: str | None = None,
                stop: threading.Event | None = None) -> WorkReport:
-    """Work pass after pass, ``interval`` seconds apart, until ``stop`` is set (or one pass)."""
+    """Work pass after pass, ``interval`` seconds apart, until ``stop`` is set (or one pass).
+    Returns the last pass's report; what a pass leaves alone is logged when it changes."""
     stop = stop or threading.Event()
-    total = WorkReport()
+    report, left_alone = WorkReport(), [""]
     with Store.open(settings.database_url) as store, stop_on_signals(stop):
         while not stop.is_set():
             report = work_once(settings, store, options, transport=transport, only=only,
                                stop=stop)
-            total.reports += report.reports
-            total.skipped += report.skipped
+            if report.skipped != left_alone:
+                for reason in report.skipped:
+                    log.warning("left alone: %s", reason)
+                left_alone = report.skipped
             if once:
                 break
             stop.wait(interval)
-    return total
+    return report
 
 
 def start_helpers(count: int, config: Path | None, slug: str,

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+import socketserver
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from newsletter.authoring.content import Issue, load_issue
 from newsletter.config import Settings
 from newsletter.transports.base import Envelope, Transport
+
+
+@contextlib.contextmanager
+def serving(server: socketserver.BaseServer) -> Iterator[None]:
+    """Run ``server`` in a thread for the duration; shut it down and close it after."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def write_issue(root: Path, slug: str, text: str) -> Path:

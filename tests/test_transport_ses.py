@@ -20,7 +20,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -83,6 +82,7 @@ from newsletter.transports.ses import (
 from newsletter.transports.ses_http import SEND_EMAIL_PATH, Answer, NotSent
 from newsletter.transports.ses_http import client_error as read_error_answer
 from tests.fakeses import FakeSes, fetch, max_in_window, post, spawn
+from tests.helpers import serving
 
 ENVELOPE = Envelope("news@example.org", "reader@example.net", "2025-04-asit-highlights", "k1")
 RAW = b"From: news@example.org\r\nTo: reader@example.net\r\nSubject: Hi\r\n\r\nHello\r\n"
@@ -568,15 +568,8 @@ def recorder() -> Iterator[Recorder]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads, server.block_on_close = True, False
     recorder.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield recorder
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def sigv4(recorded: Recorded, secret: str) -> tuple[dict[str, str], str]:

@@ -15,7 +15,6 @@ import http.server
 import ipaddress
 import json
 import ssl
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from newsletter.config import Settings
 from newsletter.feedback.sns import CertificateCache, SnsVerifier, fetch_https
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger, Outcome
+from tests.helpers import serving
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 OTHER_TOPIC = "arn:aws:sns:eu-west-1:999999999999:someone-elses-topic"
@@ -157,15 +157,8 @@ def cert_host(pki: Pki) -> Iterator[CertHost]:
     tls.load_cert_chain(pki.cert_file, pki.key_file)
     server.socket = tls.wrap_socket(server.socket, server_side=True)
     host.url = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield host
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # ---------------------------------------------------------------- signing SNS messages

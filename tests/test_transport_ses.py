@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import http.server
 import importlib.util
-import ipaddress
 import json
 import os
 import re
@@ -47,10 +46,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
@@ -82,7 +78,7 @@ from newsletter.transports.ses import (
 from newsletter.transports.ses_http import SEND_EMAIL_PATH, Answer, NotSent
 from newsletter.transports.ses_http import client_error as read_error_answer
 from tests.fakeses import FakeSes, fetch, max_in_window, post, spawn
-from tests.helpers import serving
+from tests.helpers import self_signed, serving
 
 ENVELOPE = Envelope("news@example.org", "reader@example.net", "2025-04-asit-highlights", "k1")
 RAW = b"From: news@example.org\r\nTo: reader@example.net\r\nSubject: Hi\r\n\r\nHello\r\n"
@@ -839,39 +835,17 @@ def test_network_errors_are_mapped_by_phase(error: Exception, expected: type[Del
 # ---------------------------------------------------------------- TLS
 
 
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+def self_signed_ec(folder: Path, name: str) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that is its own CA: (certificate file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    _, cert_file, key_file = self_signed(folder, name, ec.generate_private_key(ec.SECP256R1()),
+                                         common_name=name)
     return cert_file, key_file
 
 
 @pytest.fixture
 def tls_fake(tmp_path: Path) -> Iterator[tuple[FakeSes, str, Path]]:
     """The fake behind TLS (its listening socket wrapped): (fake, https URL, its certificate)."""
-    cert_file, key_file = self_signed(tmp_path, "fakeses")
+    cert_file, key_file = self_signed_ec(tmp_path, "fakeses")
     server = FakeSes(seed=1)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_file, key_file)
@@ -898,7 +872,7 @@ def test_an_untrusted_certificate_is_transient_and_sends_nothing(
         aws: pytest.MonkeyPatch, settings: Settings, tmp_path: Path,
         tls_fake: tuple[FakeSes, str, Path]) -> None:
     fake, url, _ = tls_fake
-    aws.setenv("AWS_CA_BUNDLE", str(self_signed(tmp_path, "another-ca")[0]))
+    aws.setenv("AWS_CA_BUNDLE", str(self_signed_ec(tmp_path, "another-ca")[0]))
     with connect(aws, settings, url) as transport, \
             pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
         transport.send(RAW, ENVELOPE)

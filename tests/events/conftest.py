@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import functools
 import http.server
-import ipaddress
 import json
 import ssl
 import uuid
@@ -25,13 +24,12 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
 from newsletter.config import Settings
 from newsletter.feedback.sns import CertificateCache, SnsVerifier, fetch_https
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger, Outcome
-from tests.helpers import serving
+from tests.helpers import self_signed, serving
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 OTHER_TOPIC = "arn:aws:sns:eu-west-1:999999999999:someone-elses-topic"
@@ -63,29 +61,9 @@ class Pki:
 def make_pki(folder: Path, *, valid_days: int = 30) -> Pki:
     """A self-signed certificate for 127.0.0.1 that serves TLS and signs SNS messages."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.test.invalid")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=valid_days))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, content_commitment=False,
-            key_encipherment=True, data_encipherment=False, key_agreement=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256()))
-    cert_file, key_file = folder / "sns-test.pem", folder / "sns-test.key"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    certificate, cert_file, key_file = self_signed(folder, "sns-test", key,
+                                                   common_name="sns.test.invalid",
+                                                   valid_days=valid_days)
     return Pki(key, certificate, cert_file, key_file)
 
 

@@ -19,6 +19,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from newsletter.errors import ConfigError
 
 CONFIG_NAME = "newsletter.toml"
+# The default theme, shipped in the package: layouts, blocks, partials, the text part, the
+# confirmation email, the web pages and the issue scaffold. A folder's templates/ overrides it
+# file by file.
+THEME_DIR = Path(__file__).parent / "theme"
 # Environment variables that override a key of the [newsletter] table.
 ENV_OVERRIDES = ("database_url", "secret_key", "base_url", "transport", "outbox_dir")
 
@@ -141,7 +145,13 @@ class Settings(_Table):
 
     @property
     def templates_dir(self) -> Path:
+        """The folder's own templates: each file here replaces the theme's of the same name."""
         return self.root / "templates"
+
+    @property
+    def template_dirs(self) -> tuple[Path, ...]:
+        """Where templates are looked up, first match wins: the folder's, then the theme's."""
+        return (self.templates_dir, THEME_DIR)
 
     @property
     def domain(self) -> str:

@@ -42,6 +42,7 @@ def workspace(tmp_path: Path) -> Path:
     """A copy of the project's content (config, templates, issues) that a test may change."""
     for name in ("templates", "issues"):
         shutil.copytree(ROOT / name, tmp_path / name)
+    (tmp_path / "templates" / "blocks").mkdir(exist_ok=True)  # for tests that override a block
     shutil.copy(ROOT / "newsletter.toml", tmp_path / "newsletter.toml")
     return tmp_path
 

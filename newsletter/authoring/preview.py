@@ -50,7 +50,7 @@ class Preview:
     def watched_files(self) -> list[Path]:
         try:
             settings = self.load_settings()
-            roots = [settings.templates_dir, settings.root / "newsletter.toml"]
+            roots = [*settings.template_dirs, settings.root / "newsletter.toml"]
         except ConfigError:
             roots = []
         files = [p for root in [self.folder, *roots] for p in ([root] if root.is_file()

@@ -30,6 +30,7 @@ from newsletter.authoring.content import (
 from newsletter.config import Settings
 from newsletter.errors import RenderError
 from newsletter.message import RenderedIssue
+from newsletter.templating import TemplateLoader
 
 LAYOUTS = "layouts"
 # Jinja globals: {{ ph.unsubscribe_url }} in a template writes the literal {{unsubscribe_url}}.
@@ -38,7 +39,7 @@ PLACEHOLDER_TOKENS = {name: f"{{{{{name}}}}}" for name in PLACEHOLDERS}
 
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
     """Render an issue into email HTML and text; raise RenderError for template/MJML bugs."""
-    env = _environment(settings.templates_dir)
+    env = _environment(settings.template_dirs)
     layout = issue.meta.template or settings.layout
     context = _context(issue, settings)
     source = _render_template(env, f"{LAYOUTS}/{layout}.mjml.j2", context)
@@ -49,19 +50,18 @@ def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
 
 
 def layouts(settings: Settings) -> list[str]:
-    """The layout names a newsletter can choose from (files in templates/layouts/)."""
-    return sorted(p.name.removesuffix(".mjml.j2")
-                  for p in (settings.templates_dir / LAYOUTS).glob("*.mjml.j2"))
+    """The layout names a newsletter can choose from: the theme's and its own templates/layouts/."""
+    return sorted({p.name.removesuffix(".mjml.j2") for folder in settings.template_dirs
+                   for p in (folder / LAYOUTS).glob("*.mjml.j2")})
 
 
 # ---------------------------------------------------------------- Jinja2
 
 
 @functools.lru_cache(maxsize=8)
-def _environment(templates_dir: Path, marked: bool = False) -> jinja2.Environment:
-    loader: jinja2.BaseLoader = jinja2.FileSystemLoader(templates_dir)
-    if marked:
-        loader = _MarkingLoader(templates_dir)
+def _environment(template_dirs: tuple[Path, ...], marked: bool = False) -> jinja2.Environment:
+    loader_class = _MarkingLoader if marked else TemplateLoader
+    loader = loader_class(template_dirs)
     env = jinja2.Environment(
         loader=loader,
         # select_autoescape() does not know .mjml.j2, so name the escaped kinds ourselves.
@@ -171,7 +171,7 @@ def find_unbalanced_tag(source: str) -> str | None:
     return None
 
 
-class _MarkingLoader(jinja2.FileSystemLoader):
+class _MarkingLoader(TemplateLoader):
     """Wraps each template in marker comments so an MJML error can name its template."""
 
     def get_source(self, environment: jinja2.Environment, template: str) -> Any:
@@ -182,7 +182,7 @@ class _MarkingLoader(jinja2.FileSystemLoader):
 
 
 def _marked_source(settings: Settings, layout: str, context: dict[str, Any]) -> str:
-    env = _environment(settings.templates_dir, marked=True)
+    env = _environment(settings.template_dirs, marked=True)
     return _render_template(env, f"{LAYOUTS}/{layout}.mjml.j2", context)
 
 

@@ -17,6 +17,7 @@ import jinja2
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.templating import TemplateLoader
 from newsletter.tokens import CONFIRM_MAX_AGE, confirm_url
 
 TEXT_TEMPLATE, HTML_TEMPLATE = "emails/confirm.txt.j2", "emails/confirm.html.j2"
@@ -49,13 +50,14 @@ def render_confirmation(settings: Settings, subscriber: Person, *,
         "confirm_url": url or confirm_url(settings, subscriber.id),
         "expires_days": CONFIRM_MAX_AGE // 86400,
     }
-    env = _environment(settings.templates_dir)
+    env = _environment(settings.template_dirs)
     try:
         text = env.get_template(TEXT_TEMPLATE).make_module(context)
         subject = str(getattr(text, "subject", "")).strip()
         html = env.get_template(HTML_TEMPLATE).render(context, subject=subject)
     except jinja2.TemplateNotFound as error:
-        raise RenderError(f"{settings.templates_dir / str(error.name)}: template missing") from None
+        raise RenderError(f"{error.name}: template missing from {settings.templates_dir} "
+                          "and the default theme") from None
     except jinja2.TemplateError as error:
         raise RenderError(f"confirmation email template: {error}") from None
     if not subject:
@@ -65,9 +67,9 @@ def render_confirmation(settings: Settings, subscriber: Person, *,
 
 
 @functools.lru_cache(maxsize=4)
-def _environment(templates_dir: Path) -> jinja2.Environment:
+def _environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=TemplateLoader(template_dirs),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
                                             default_for_string=False),
         undefined=jinja2.StrictUndefined,

@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import Settings
 from newsletter.store import Store
+from newsletter.templating import TemplateLoader
 from newsletter.tokens import CONFIRM_MAX_AGE, Purpose, make_token
 from newsletter.web import archive_views, subscribe, unsubscribe
 from newsletter.web.access import AccessLog, DefaultHeaders
@@ -36,7 +37,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
 
     ConfigError at once, not at the first request, when no secret key is set."""
     make_token(settings, Purpose.UNSUBSCRIBE, 0)
-    app = Flask(__name__, template_folder=str(settings.templates_dir), static_folder=None)
+    app = Flask(__name__, template_folder=None, static_folder=None)
+    app.jinja_loader = TemplateLoader(settings.template_dirs)  # the folder's, then the theme's
     app.jinja_options = {**app.jinja_options, **JINJA_OPTIONS}
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     owns = store is None

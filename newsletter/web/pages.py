@@ -20,7 +20,7 @@ def context() -> Context:
 
 
 def page(template: str, status: int = 200, **values: Any) -> Response:
-    """A page from ``templates/web/``, as a response with ``status``."""
+    """A page from ``web/`` of the templates, as a response with ``status``."""
     return Response(render_template(f"web/{template}", **values), status,
                     mimetype="text/html")
 

@@ -123,7 +123,16 @@ def test_the_confirmation_email():
     assert "https://example.org/c/x" in anonymous.html
 
 
-def test_a_missing_confirmation_template_is_a_render_error(tmp_path):
+def test_a_folder_without_templates_gets_the_themes_confirmation_email(tmp_path):
     (tmp_path / "newsletter.toml").write_text((ROOT / "newsletter.toml").read_text())
-    with pytest.raises(RenderError, match=r"confirm\.txt\.j2: template missing"):
+    email = render_confirmation(settings_with(root=tmp_path),
+                                Recipient(1, "a@example.org", "", {}), url="https://e.org/c/x")
+    assert email.subject and "https://e.org/c/x" in email.text
+
+
+def test_an_override_without_a_subject_is_a_render_error(tmp_path):
+    (tmp_path / "newsletter.toml").write_text((ROOT / "newsletter.toml").read_text())
+    (tmp_path / "templates" / "emails").mkdir(parents=True)
+    (tmp_path / "templates" / "emails" / "confirm.txt.j2").write_text("Hello {{ first_name }}\n")
+    with pytest.raises(RenderError, match=r"confirm\.txt\.j2: set a subject"):
         render_confirmation(settings_with(root=tmp_path), Recipient(1, "a@example.org", "", {}))

@@ -3,18 +3,27 @@
 Exit codes: 0 success · 1 the command ran and found or met a problem (invalid issue, failed
 check, failed operation) · 2 usage error (unknown option, missing argument) · 3 configuration
 error (newsletter.toml or NEWSLETTER_* must be fixed first).
+
+Every module of this package imports, at its top, only click, the standard library and the light
+parts of the package (``newsletter.errors``, ``newsletter.values``); each command imports the
+libraries it needs when it runs. ``newsletter --help`` and shell completion (which runs the
+command on every tab) then load nothing else, and a command only its own libraries: ``check``
+neither SQLAlchemy nor boto3 nor Flask. tests/test_cli_imports.py checks it; bench/cli.py
+measures it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from newsletter import __version__
-from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError, NewsletterError
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 EXIT_PROBLEM, EXIT_USAGE, EXIT_CONFIG = 1, 2, 3
 
@@ -45,6 +54,8 @@ class Env:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from newsletter.config import load_settings
+
             self._settings = load_settings(self.config)
         return self._settings
 

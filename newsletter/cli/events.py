@@ -4,15 +4,20 @@ same events as SNS posts them."""
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.feedback.events import SQS_WAIT, Tally, ingest, poll_queue
-from newsletter.store import Store
+
+if TYPE_CHECKING:
+    from newsletter.feedback.events import Tally
 
 MAX_PROBLEMS = 20  # malformed documents listed one by one; the rest are counted
+# The longest long poll SQS allows, newsletter.feedback.events.SQS_WAIT: repeated here because
+# importing that module for --wait's range would load the store, and SQLAlchemy, with every
+# command (tests/test_cli_imports.py checks that the two agree).
+SQS_WAIT = 20
 
 
 @click.group()
@@ -27,6 +32,9 @@ def ingest_command(env: Env, file: BinaryIO) -> None:
     """Apply the events in FILE ("-" for stdin): saved SNS notifications or raw SES events, as
     one JSON document, a JSON array or JSON lines. Exits 1 if any were malformed (the others
     are still applied). Applying the same file again changes nothing."""
+    from newsletter.feedback.events import ingest
+    from newsletter.store import Store
+
     settings = env.settings
     with Store.open(settings.database_url) as store:
         tally = ingest(file.read(), settings, store)
@@ -47,6 +55,9 @@ def poll(env: Env, queue_url: str | None, once: bool, max_messages: int | None,
 
     Runs until stopped (Ctrl-C) unless --once or --max-messages. Each message is deleted
     once applied; malformed ones are logged and left for the queue's redrive policy."""
+    from newsletter.feedback.events import Tally, poll_queue
+    from newsletter.store import Store
+
     settings = env.settings
     tally, shown = Tally(), [0]
 

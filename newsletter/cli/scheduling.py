@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
 from newsletter.cli.issues import issue_folder
 from newsletter.errors import NewsletterError
-from newsletter.sending.scheduler import run_scheduler
-from newsletter.sending.scheduling import local, schedule_issue
-from newsletter.store import Store
-from newsletter.store.schedules import Schedules
 
 
 @click.command()
@@ -23,6 +17,9 @@ from newsletter.store.schedules import Schedules
 @pass_env
 def schedule(env: Env, issue: str, when: str | None) -> None:
     """Schedule an issue to be sent by `newsletter scheduler` at its time."""
+    from newsletter.sending.scheduling import local, schedule_issue
+    from newsletter.store import Store
+
     with Store.open(env.settings.database_url) as store:
         row = schedule_issue(env.settings, store, issue_folder(env, issue), when)
     click.echo(f"{row.issue} will be sent at {local(row):%Y-%m-%d %H:%M %Z} "
@@ -34,6 +31,9 @@ def schedule(env: Env, issue: str, when: str | None) -> None:
 @pass_env
 def unschedule(env: Env, issue: str) -> None:
     """Take an issue off the schedule (not once its send has started)."""
+    from newsletter.store import Store
+    from newsletter.store.schedules import Schedules
+
     slug = issue_folder(env, issue).name
     with Store.open(env.settings.database_url) as store:
         if not Schedules(store).remove(slug):
@@ -45,6 +45,10 @@ def unschedule(env: Env, issue: str) -> None:
 @pass_env
 def scheduled(env: Env) -> None:
     """List scheduled issues: when (in their zone and here) and in what state."""
+    from newsletter.sending.scheduling import local
+    from newsletter.store import Store
+    from newsletter.store.schedules import Schedules
+
     with Store.open(env.settings.database_url) as store:
         rows = Schedules(store).all()
     if not rows:
@@ -61,6 +65,10 @@ def scheduled(env: Env) -> None:
 @pass_env
 def scheduler(env: Env, once: bool, interval: float | None) -> None:
     """Send scheduled issues at their time (runs until SIGTERM/Ctrl-C, or --once)."""
+    import logging
+
+    from newsletter.sending.scheduler import run_scheduler
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("newsletter").setLevel(logging.INFO)

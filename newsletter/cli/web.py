@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli import Env, pass_env
-from newsletter.config import Settings
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
 
 THREADS = 16  # waitress worker threads: requests handled at once (each may wait on the database)
 SERVE_HELP = ("Put it behind a reverse proxy that terminates TLS at base_url, and set "
@@ -60,6 +62,8 @@ def _announce(settings: Settings, bound: str, host: str, threads: int) -> None:
 
 
 def _log_to_stderr() -> None:
+    import logging
+
     from newsletter.web.access import BatchedLines, JsonLines
 
     handler = BatchedLines(sys.stderr)

@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ISSUES := 2025-04-asit-highlights 2025-05-twinning-and-training
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean translations
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,12 +33,23 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/message.py
 	$(BIN)/python bench/send.py --quick
 	$(BIN)/python bench/ses_call.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/import.py
+
+# The catalogues of pages and emails: collect the marked messages into the template, carry them
+# into every language's .po (translate what is new or fuzzy there), compile the .mo files.
+# A new language: $(BIN)/pybabel init -D newsletter -i $(LOCALE)/newsletter.pot -d $(LOCALE) -l xx
+LOCALE := newsletter/locale
+translations: $(VENV)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -o $(LOCALE)/newsletter.pot --project=newsletter \
+		--copyright-holder="the newsletter authors" --sort-by-file --add-comments=Translators: .
+	$(BIN)/pybabel update -D newsletter -i $(LOCALE)/newsletter.pot -d $(LOCALE) --ignore-obsolete
+	$(BIN)/pybabel compile -D newsletter -d $(LOCALE) --statistics
 
 clean:
 	rm -rf $(VENV) out outbox .pytest_cache .mypy_cache .ruff_cache

@@ -115,7 +115,7 @@ def add_subscribers(store: Store, count: int, batch_size: int = 10_000) -> None:
     with bulk.collector_paused():
         for start in range(0, count, batch_size):
             with bulk.batch(store) as batch:
-                batch.insert_new([(email, email, name, "{}", "[]")
+                batch.insert_new([(email, email, name, "{}", "[]", None)
                                   for email, name, _ in map(person, range(start, min(
                                       count, start + batch_size)))],
                                  INSERTED, batch.shared(utcnow(), status=Status.ACTIVE,
@@ -234,7 +234,7 @@ def personalise_part(count: int, rounds: int, folder: Path) -> None:
     template = build_template(rendered, settings)
     claims = [Claim(n, n, *person(n), {}) for n in range(1, count + 1)]
     with Store.open(settings.database_url) as store:
-        dispatcher = Dispatcher(template, rendered.slug, settings, Ledger(store), Discard(),
+        dispatcher = Dispatcher({"": template}, rendered.slug, settings, Ledger(store), Discard(),
                                 RateLimiter(None), SendOptions(), Progress())
         people = [dispatcher.recipient(claim) for claim in claims]  # tokens made beforehand
         steps: list[tuple[str, Callable[[Any], object], Sequence[Any]]] = [

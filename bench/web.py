@@ -179,7 +179,7 @@ def populate(settings: Settings, count: int) -> list[int]:
     with Store.open(settings.database_url) as store, bulk.collector_paused():
         for start in range(0, count, 10_000):
             with bulk.batch(store) as batch:
-                batch.insert_new([(address, address, f"Reader {n}", "{}", "[]")
+                batch.insert_new([(address, address, f"Reader {n}", "{}", "[]", None)
                                   for n in range(start, min(count, start + 10_000))
                                   for address in [f"reader{n}@example{n % 97}.org"]],
                                  INSERTED, batch.shared(utcnow(), status=Status.ACTIVE,

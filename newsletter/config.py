@@ -14,7 +14,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from newsletter.errors import ConfigError
 
@@ -46,7 +46,14 @@ def _mailbox(value: str) -> str:
     return value
 
 
+def _language(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", value):
+        raise ValueError(f"expected a BCP 47 language tag like 'bg' or 'pt-BR', got {value!r}")
+    return value
+
+
 Colour = Annotated[str, AfterValidator(_colour)]
+Language = Annotated[str, AfterValidator(_language)]
 WebUrl = Annotated[str, AfterValidator(_web_url)]
 Mailbox = Annotated[str, AfterValidator(_mailbox)]
 
@@ -81,6 +88,16 @@ class Brand(_Table):
     heading_font_family: str | None = None
 
 
+class FooterWords(_Table):
+    """The footer's own sentences in one language; what is left out stays as in [footer]."""
+
+    partners_title: str | None = None
+    stay_connected_title: str | None = None
+    stay_connected: str | None = None
+    disclaimer: str | None = None
+    postal_address: str | None = None
+
+
 class Footer(_Table):
     partners_title: str = "Partners"
     partners: tuple[Link, ...] = ()
@@ -90,6 +107,15 @@ class Footer(_Table):
     social: tuple[Link, ...] = ()
     disclaimer: str = ""
     postal_address: str = ""
+    # [footer.translations.bg] ...: the sentences above in each language offered.
+    translations: dict[Language, FooterWords] = {}
+
+    def in_language(self, language: str) -> Footer:
+        """This footer with its sentences in ``language`` (or its base language), where given."""
+        words = self.translations.get(language) or self.translations.get(language.split("-")[0])
+        if words is None:
+            return self
+        return self.model_copy(update=words.model_dump(exclude_none=True))
 
     @property
     def links(self) -> tuple[Link, ...]:
@@ -107,7 +133,12 @@ class Settings(_Table):
     sender: Mailbox = Field(alias="from")
     reply_to: Mailbox | None = None
     base_url: WebUrl
-    language: str = Field(default="en", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+    language: Language = "en"  # of issue.md, the original of every issue
+    # Translations: the languages offered besides the original (issue.<lang>.md beside
+    # issue.md), and where a reader's language without a translation falls back before the
+    # original, e.g. {ca = "es"}: a Catalan reader gets the Spanish version, else the original.
+    languages: tuple[Language, ...] = ()
+    fallback: dict[Language, Language] = {}
     layout: str = "default"
     first_name_fallback: str = "there"
     secret_key: str | None = None
@@ -138,6 +169,37 @@ class Settings(_Table):
     root: Path = Path(".")
     brand: Brand = Brand()
     footer: Footer = Footer()
+
+    @model_validator(mode="after")
+    def _check_fallback(self) -> Settings:
+        offered = self.offered_languages
+        for source, target in self.fallback.items():
+            if source not in offered or target not in offered:
+                raise ValueError(f"fallback {source} → {target}: both must be in languages "
+                                 f"({', '.join(offered)})")
+            chain = self.fallback_chain(source)
+            if len(chain) != len(set(chain)):
+                raise ValueError(f"fallback: {' → '.join(chain)} goes round in a circle")
+        return self
+
+    @property
+    def offered_languages(self) -> tuple[str, ...]:
+        """The original language first, then the others offered."""
+        return tuple(dict.fromkeys((self.language, *self.languages)))
+
+    def fallback_chain(self, language: str | None) -> list[str]:
+        """The versions to try for a reader, best first: their language (or its base language,
+        ``pt`` for ``pt-BR``), the fallbacks set for it, then the original."""
+        chain: list[str] = []
+        offered = self.offered_languages
+        candidate = language if language in offered else (language or "").split("-")[0]
+        while candidate in offered and candidate not in chain:
+            chain.append(candidate)
+            candidate = self.fallback.get(candidate, "")
+        if chain and candidate in chain:  # a circle: shown by the validator, cut here
+            chain.append(candidate)
+            return chain
+        return [*chain, self.language] if self.language not in chain else chain
 
     @property
     def issues_dir(self) -> Path:

@@ -68,6 +68,38 @@ class RenderedIssue:
     preheader: str
     html: str
     text: str
+    language: str = ""  # BCP 47, sent as Content-Language; "" leaves that header out
+
+
+@dataclass(frozen=True)
+class Edition:
+    """An issue as it goes out: the original and each translation, rendered, by language.
+
+    Each reader gets one version: their language's, else the first of its fallbacks that
+    exists, else the original (``version_for``)."""
+
+    versions: Mapping[str, RenderedIssue]  # language → version, the original first
+
+    @classmethod
+    def of(cls, issue: RenderedIssue | Edition) -> Edition:
+        """An edition as it is, or a single rendered issue as a one-language edition."""
+        return issue if isinstance(issue, Edition) else cls({issue.language: issue})
+
+    @property
+    def original(self) -> RenderedIssue:
+        return next(iter(self.versions.values()))
+
+    @property
+    def slug(self) -> str:
+        return self.original.slug
+
+    def version_for(self, settings: Settings, reader_language: str | None) -> str:
+        """The language of the version a reader of ``reader_language`` (None: unknown) gets."""
+        chain = settings.fallback_chain(reader_language)
+        return next((language for language in chain if language in self.versions),
+                    self.original.language)
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -245,6 +277,7 @@ def _fixed_headers(rendered: RenderedIssue, settings: Settings, list_id: str,
         "List-Unsubscribe",
         b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",  # RFC 8058
         b"Feedback-ID: %s\r\n" % feedback_id.encode() if feedback_id else b"",
+        b"Content-Language: %s\r\n" % rendered.language.encode() if rendered.language else b"",
     ]
 
 

@@ -1,5 +1,5 @@
-"""The subscriber vocabulary: statuses, and the canonical forms of a name, attributes and
-tags, shared by every way in (import, web form, CLI) and by the store's models.
+"""The subscriber vocabulary: statuses, and the canonical forms of a name, attributes, tags
+and a language, shared by every way in (import, web form, CLI) and by the store's models.
 
 Canonical means idempotent: cleaning a cleaned value changes nothing, which is what makes an
 export → import → export round trip exact. Nothing here needs the database, so the process that
@@ -15,6 +15,7 @@ from enum import StrEnum
 from newsletter.errors import InvalidValue
 
 NAME_LENGTH, TAG_LENGTH, SOURCE_LENGTH = 200, 64, 200
+LANGUAGE_LENGTH = 35  # a BCP 47 tag as people use them (RFC 5646 §4.4.1 suggests 35)
 
 # Per-recipient fields (built in, or an attribute by its name): left in the rendered email as
 # {{name}} and filled in at send time.
@@ -51,8 +52,20 @@ SUPPRESSED = frozenset({Status.UNSUBSCRIBED, Status.BOUNCED, Status.COMPLAINED})
 VALUE_LENGTH = 1000
 MAX_ATTRIBUTES = 100
 # Columns of an import file (and of an export) that are not attributes.
-RESERVED = frozenset({"email", "name", "tags", "status"})
+RESERVED = frozenset({"email", "name", "tags", "status", "language"})
 TAG_SEPARATORS = re.compile(r"[;,|]")
+# A well-formed BCP 47 tag (RFC 5646 §2.1), any case, "_" read as "-": language (2-3 letters,
+# up to three extended subtags), script, region, variants, extensions, private use. Only
+# the form is checked, never a registry: a newsletter may offer any language at any time.
+# Language subtags of 4-8 letters are reserved or unused, and refusing them is what turns
+# away "english" or "deutsch" typed into a language column.
+_LANGUAGE_TAG = re.compile(
+    r"[a-z]{2,3}(?:-[a-z]{3}){0,3}"
+    r"(?:-[a-z]{4})?"
+    r"(?:-(?:[a-z]{2}|[0-9]{3}))?"
+    r"(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*"
+    r"(?:-[a-wyz0-9](?:-[a-z0-9]{2,8})+)*"
+    r"(?:-x(?:-[a-z0-9]{1,8})+)?", re.ASCII)
 _NOT_WORD = re.compile(r"\W+")
 
 
@@ -102,3 +115,32 @@ def clean_tags(tags: Iterable[str] | str) -> list[str]:
         if tag:
             cleaned.add(tag)
     return sorted(cleaned)
+
+
+def clean_language(text: str) -> str | None:
+    """A BCP 47 language tag in its canonical case, or None for an empty value (not known).
+
+    "pt_br", "PT-br" → "pt-BR", "EN" → "en", "sr-latn-rs" → "sr-Latn-RS" (RFC 5646 §2.1.1:
+    region upper case, script title case, the rest lower case); InvalidValue for anything
+    that is not a well-formed tag ("english", "e1") or longer than LANGUAGE_LENGTH.
+    """
+    tag = text.strip()
+    if not tag:
+        return None
+    if len(tag) > LANGUAGE_LENGTH:
+        raise InvalidValue(f"the language {tag[:20]!r}… is longer than {LANGUAGE_LENGTH} "
+                           "characters")
+    lowered = tag.replace("_", "-").lower()
+    if not _LANGUAGE_TAG.fullmatch(lowered):
+        raise InvalidValue(f"{tag!r} is not a language tag (expected a BCP 47 tag like 'en', "
+                           "'bg' or 'pt-BR')")
+    subtags = lowered.split("-")
+    for index in range(1, len(subtags)):
+        subtag = subtags[index]
+        if len(subtag) == 1:  # an extension or private use: lower case from here on
+            break
+        if len(subtag) == 2:
+            subtags[index] = subtag.upper()
+        elif len(subtag) == 4 and subtag[0].isalpha():
+            subtags[index] = subtag.title()
+    return "-".join(subtags)

@@ -47,8 +47,8 @@ def test_check_json(run, workspace):
     result = run("check", "2025-05-warn", "--json")
     assert result.exit_code == 0  # warnings do not fail
     report = json.loads(result.output)
-    assert report["ok"] is True and report["errors"] == 0 and report["warnings"] == 2
-    assert {f["rule"] for f in report["findings"]} == {"preheader", "links"}
+    assert report["ok"] is True and report["errors"] == 0 and report["warnings"] == 3
+    assert {f["rule"] for f in report["findings"]} == {"preheader", "links", "translation"}
 
 
 def test_unknown_issue_is_a_usage_error(run):
@@ -72,11 +72,15 @@ def test_missing_configuration(tmp_path):
     assert "no configuration file" in result.output
 
 
-def test_render_writes_three_files(run, tmp_path):
+def test_render_writes_three_files_and_a_folder_per_translation(run, tmp_path):
     out = tmp_path / "rendered"
     result = run("render", "2025-04-asit-highlights", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["email.html", "email.txt", "message.eml"]
+    assert sorted(p.name for p in out.iterdir()) == ["email.html", "email.txt", "es",
+                                                      "message.eml"]
+    assert sorted(p.name for p in (out / "es").iterdir()) == [
+        "email.html", "email.txt", "message.eml"]
+    assert b"Content-Language: es\r\n" in (out / "es" / "message.eml").read_bytes()
     assert (out / "email.html").read_text().startswith("<!DOCTYPE html>")
     message = (out / "message.eml").read_bytes()
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in message

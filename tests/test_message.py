@@ -133,7 +133,7 @@ def test_each_header_appears_once(asit: RenderedIssue, asit_settings: Settings):
     message = parse(build_template(asit, asit_settings).personalise(recipient()))
     assert sorted(message.keys()) == sorted([
         "From", "To", "Subject", "Reply-To", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
-        "List-Unsubscribe-Post", "Feedback-ID", "MIME-Version", "Content-Type"])
+        "List-Unsubscribe-Post", "Feedback-ID", "Content-Language", "MIME-Version", "Content-Type"])
 
 
 def test_mailto_unsubscribe_when_configured(asit: RenderedIssue, asit_settings: Settings):

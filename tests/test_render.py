@@ -227,3 +227,16 @@ def test_rendering_is_pure_and_repeatable(settings, asit_rendered):
     from newsletter.authoring.content import find_issue, load_issue
     again = render_issue(load_issue(find_issue(settings, ASIT_ISSUES[0]), settings), settings)
     assert again == asit_rendered[ASIT_ISSUES[0]]
+
+
+def test_a_personalised_subject_as_the_title_keeps_its_placeholder(workspace, workspace_settings):
+    """Without a hero the subject is the text part's title, in capitals: not its placeholder."""
+    issue = load(workspace, "2026-03-plain", """\
+        ---
+        subject: "News for {{first_name}}"
+        date: 2026-03-02
+        ---
+        Hello.
+        """, workspace_settings)
+    text = render_issue(issue, workspace_settings).text
+    assert "NEWS FOR {{first_name}}" in text and "FIRST_NAME" not in text

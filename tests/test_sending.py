@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 import threading
@@ -81,6 +82,19 @@ def test_plan_is_one_row_per_active_subscriber_once(store, rendered):
     assert ledger.plan(SLUG, rendered.subject, "h", ["press"]) == (3, False)
     assert ledger.counts(SLUG)["queued"] == 3
     assert ledger.send(SLUG).audience == ["press"]
+
+
+def test_an_issue_counts_as_sent_from_its_plan_on_and_is_listed_newest_first(store):
+    ledger = Ledger(store)
+    assert ledger.sent_issues() == [] and not ledger.is_sent("2025-06-b")
+    ledger.plan("2025-06-b", "June", "h")  # planned first, although later by name
+    ledger.plan("2025-04-a", "April for {{first_name}}", "h")
+    assert ledger.is_sent("2025-06-b") and not ledger.is_sent("2025-05-never")
+    listed = ledger.sent_issues()
+    assert [(s.issue, s.subject) for s in listed] == [
+        ("2025-04-a", "April for {{first_name}}"), ("2025-06-b", "June")]
+    assert listed[0].sent_at == ledger.send("2025-04-a").created_at
+    assert listed[0].sent_at.utcoffset() == dt.timedelta(0)
 
 
 def test_everyone_gets_it_once_and_a_rerun_sends_nothing(store, rendered, settings_with_key):
@@ -328,8 +342,9 @@ def test_the_pause_is_decided_at_the_threshold_when_results_arrive_together(
         store, rendered, settings_with_key):
     """Two messages are in flight even at concurrency 1, so their failures can be counted
     together; the pause still names the threshold it stopped at."""
-    dispatcher = Dispatcher(build_template(rendered, settings_with_key), SLUG, settings_with_key,
-                            plan(store, rendered), Recording(), RateLimiter(None),
+    template = build_template(rendered, settings_with_key)
+    dispatcher = Dispatcher({"": template}, SLUG, settings_with_key, plan(store, rendered),
+                            Recording(), RateLimiter(None),
                             SendOptions(concurrency=1, max_consecutive_failures=5), Progress())
     dispatcher.count([Outcome(n, "failed") for n in range(4)])
     assert not dispatcher.stopping()

@@ -93,12 +93,23 @@ class Section:
 Report = Callable[[int, str, str], None]  # (line, field, message)
 
 
+@dataclass(frozen=True)
+class Landmark:
+    """A point of an issue's structure that every translation must have too: a section, a
+    block, an image, a link target or a placeholder, with its file line."""
+
+    line: int
+    kind: str  # "section", "block", "image", "link", "placeholder"
+    value: str = ""  # the block's name, the image's src, the link's URL, the placeholder
+
+
 class BodyParser:
     """One pass over the Markdown body of one issue file."""
 
     def __init__(self, folder: Path, settings: Settings, problem: Report):
         self.folder, self.settings, self.problem = folder, settings, problem
         self.assets: list[Path] = []
+        self.outline: list[Landmark] = []  # in file order
         self.md = _markdown()
 
     def parse(self, body: str, body_line: int) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
@@ -110,6 +121,12 @@ class BodyParser:
                 token.map = [token.map[0] + body_line - 1, token.map[1] + body_line - 1]
             if token.type == "inline":
                 self.check_inline(token)
+            elif token.type == "heading_open" and token.tag == "h2" and token.level == 0:
+                self.outline.append(Landmark(_line(token), "section"))
+            elif token.type == "container_directive_open":
+                name = token.info.strip().partition(" ")[0]
+                self.outline.append(Landmark(_line(token), "block", name))
+        self.outline.sort(key=lambda landmark: landmark.line)
         return self.split_sections(tokens)
 
     def check_placeholders(self, body: str, body_line: int) -> None:
@@ -117,6 +134,7 @@ class BodyParser:
             for match in PLACEHOLDER_RE.finditer(line):
                 if problem := placeholder_problem(match.group(1)):
                     self.problem(number, "placeholder", problem)
+                self.outline.append(Landmark(number, "placeholder", match.group(1)))
 
     def split_sections(self, tokens: list[Token]) -> tuple[tuple[Block, ...], tuple[Section, ...]]:
         starts = [i for i, t in enumerate(tokens) if t.type == "heading_open" and t.level == 0]
@@ -174,7 +192,10 @@ class BodyParser:
 
     def check_inline(self, token: Token) -> None:
         for child in token.children or ():
+            if child.type == "link_open":
+                self.outline.append(Landmark(_line(token), "link", str(child.attrGet("href"))))
             if child.type == "image":
+                self.outline.append(Landmark(_line(token), "image", str(child.attrGet("src"))))
                 src = str(child.attrGet("src") or "")
                 if not child.content.strip():
                     self.problem(_line(token), "image", f"{src}: missing alt text "

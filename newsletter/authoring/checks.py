@@ -8,11 +8,21 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Literal
 
-from newsletter.authoring.content import LINK_PLACEHOLDERS, PLACEHOLDER_RE, placeholder_problem
-from newsletter.authoring.render import RenderedIssue
+from newsletter.authoring.content import (
+    LINK_PLACEHOLDERS,
+    PLACEHOLDER_RE,
+    Issue,
+    load_issue,
+    placeholder_problem,
+    translation_files,
+)
+from newsletter.authoring.render import RenderedIssue, render_issue
+from newsletter.authoring.translations import compare
 from newsletter.config import Settings
+from newsletter.errors import ContentError, Problem, RenderError
 from newsletter.message import sample_message
 
 Severity = Literal["error", "warning"]
@@ -34,6 +44,51 @@ class Finding:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+def check_issue(folder: Path, settings: Settings) -> list[Finding]:
+    """Every finding for an issue folder, errors first: the original and each translation
+    (its file, its email, its structure against the original's), and the languages offered
+    in ``newsletter.toml`` that have no translation (warnings: those readers get a fallback)."""
+    findings: list[Finding] = []
+    original = _checked_version(folder, settings, None, findings)
+    files = translation_files(folder)
+    for language, path in files.items():
+        if language not in settings.offered_languages:
+            findings.append(Finding("warning", "language", f"{path}: {language!r} is not in "
+                                    "languages of newsletter.toml, so it is never sent"))
+            continue
+        translation = _checked_version(folder, settings, language, findings)
+        if original and translation:
+            findings += [_error(problem) for problem in compare(original, translation)]
+    missing = [language for language in settings.offered_languages[1:] if language not in files]
+    if missing:
+        readers = ", ".join(f"{language} → {settings.fallback_chain(language)[1]}"
+                            for language in missing)
+        findings.append(Finding("warning", "translation", f"no translation into "
+                                f"{', '.join(missing)}: those readers get {readers}"))
+    return sorted(findings, key=lambda f: f.severity != "error")
+
+
+def _checked_version(folder: Path, settings: Settings, language: str | None,
+                     findings: list[Finding]) -> Issue | None:
+    """One version loaded, rendered and linted; its findings added. None if it cannot load."""
+    try:
+        issue = load_issue(folder, settings, language)
+    except ContentError as error:
+        findings += [_error(problem) for problem in error.problems]
+        return None
+    label = "" if language is None else f"{issue.source.name}: "
+    try:
+        found = check_rendered(render_issue(issue, settings), settings)
+    except RenderError as error:
+        found = [Finding("error", "render", str(error))]
+    findings += [Finding(f.severity, f.rule, label + f.message) for f in found]
+    return issue
+
+
+def _error(problem: Problem) -> Finding:
+    return Finding("error", problem.field, str(problem))
 
 
 def check_rendered(rendered: RenderedIssue, settings: Settings) -> list[Finding]:

@@ -8,6 +8,7 @@ problem is collected and reported at once as ``path:line: field: message``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from newsletter.authoring.body import (
     Callout,
     Columns,
     Image,
+    Landmark,
     Partners,
     Section,
     Text,
@@ -35,10 +37,11 @@ from newsletter.values import FIELD_RE, LINK_PLACEHOLDERS, PLACEHOLDER_RE, PLACE
 
 __all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "LINK_PLACEHOLDERS", "PLACEHOLDERS",
            "PLACEHOLDER_RE", "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero",
-           "Image", "Issue", "Partners", "Section", "Text", "find_issue", "load_issue",
-           "parse_send_at", "placeholder_problem"]
+           "Image", "Issue", "Landmark", "Partners", "Section", "Text", "find_issue", "load_issue",
+           "parse_send_at", "placeholder_problem", "translation_files"]
 
 ISSUE_FILE = "issue.md"
+TRANSLATION_RE = re.compile(r"issue\.([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.md")  # issue.bg.md
 
 
 # ---------------------------------------------------------------- the content model
@@ -91,10 +94,9 @@ class Issue:
     sections: tuple[Section, ...]
     assets: tuple[Path, ...] = field(default=())
     hero_image: str | None = None  # hero.image as a URL (local files are published)
-
-    @property
-    def source(self) -> Path:
-        return self.folder / ISSUE_FILE
+    language: str = ""  # of this version: the newsletter's language for issue.md
+    source: Path = Path()  # the file: issue.md, or issue.<lang>.md for a translation
+    outline: tuple[Landmark, ...] = field(default=(), compare=False)  # see translations.py
 
 
 def parse_send_at(value: Any) -> dt.datetime:
@@ -142,14 +144,31 @@ def find_issue(settings: Settings, name: str | Path) -> Path:
     raise IssueNotFound(f"no issue {str(name)!r} (looked for {ISSUE_FILE} in it{hint})")
 
 
-def load_issue(folder: Path, settings: Settings) -> Issue:
-    """Read and validate ``folder/issue.md``; raise ContentError listing every problem."""
-    path = folder / ISSUE_FILE
+def load_issue(folder: Path, settings: Settings, language: str | None = None) -> Issue:
+    """Read and validate ``folder/issue.md``, or its translation ``issue.<language>.md``;
+    raise ContentError listing every problem (IssueNotFound for a translation that is not
+    there)."""
+    original = language in (None, settings.language)
+    path = folder / (ISSUE_FILE if original else f"issue.{language}.md")
     try:
         source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IssueNotFound(f"{folder.name} has no translation into {language!r} "
+                            f"({path.name})") from None
     except UnicodeDecodeError as error:
         raise ContentError([Problem(path, 1, "file", f"not UTF-8 ({error.reason})")]) from None
-    return _IssueParser(path, source, settings).parse()
+    return _IssueParser(path, source, settings).parse(
+        settings.language if original else str(language))
+
+
+def translation_files(folder: Path) -> dict[str, Path]:
+    """The translations beside an issue's ``issue.md``, by language: ``{"bg": …/issue.bg.md}``."""
+    found = {}
+    for path in sorted(folder.glob("issue.*.md")):
+        match = TRANSLATION_RE.fullmatch(path.name)
+        if match:
+            found[match.group(1)] = path
+    return found
 
 
 class _IssueParser:
@@ -165,7 +184,7 @@ class _IssueParser:
     def problem(self, line: int, field_name: str, message: str) -> None:
         self.problems.append(Problem(self.path, line, field_name, message))
 
-    def parse(self) -> Issue:
+    def parse(self, language: str) -> Issue:
         meta, body, body_line = self.split_front_matter()
         intro, sections = self.body.parse(body, body_line)
         hero_image = None
@@ -176,8 +195,12 @@ class _IssueParser:
         if self.problems:
             raise ContentError(self.problems)
         assert meta is not None
+        outline = [Landmark(1, "placeholder", match.group(1))  # in the front matter
+                   for text in (meta.subject, meta.preheader)
+                   for match in PLACEHOLDER_RE.finditer(text)]
         return Issue(self.folder.name, self.folder, meta, intro, sections,
-                     tuple(self.body.assets), hero_image)
+                     tuple(self.body.assets), hero_image, language, self.path,
+                     (*outline, *self.body.outline))
 
     # -- front matter
 

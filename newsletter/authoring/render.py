@@ -26,11 +26,15 @@ from newsletter.authoring.content import (
     Image,
     Issue,
     Partners,
+    load_issue,
+    translation_files,
 )
 from newsletter.config import Settings
 from newsletter.errors import RenderError
-from newsletter.message import RenderedIssue
+from newsletter.i18n import load_translations, locale_dirs
+from newsletter.message import Edition, RenderedIssue
 from newsletter.templating import TemplateLoader
+from newsletter.values import FIELD_RE
 
 LAYOUTS = "layouts"
 # Jinja globals: {{ ph.unsubscribe_url }} in a template writes the literal {{unsubscribe_url}}.
@@ -38,15 +42,32 @@ PLACEHOLDER_TOKENS = {name: f"{{{{{name}}}}}" for name in PLACEHOLDERS}
 
 
 def render_issue(issue: Issue, settings: Settings) -> RenderedIssue:
-    """Render an issue into email HTML and text; raise RenderError for template/MJML bugs."""
-    env = _environment(settings.template_dirs)
+    """Render an issue into email HTML and text; raise RenderError for template/MJML bugs.
+
+    A translation renders with its own language in place of the newsletter's: ``<html lang>``
+    and the email's own words (footer, links) follow it."""
+    if issue.language and issue.language != settings.language:
+        settings = settings.model_copy(update={
+            "language": issue.language, "footer": settings.footer.in_language(issue.language)})
+    env = _environment(settings.template_dirs, language=settings.language,
+                       locales=locale_dirs(settings))
     layout = issue.meta.template or settings.layout
     context = _context(issue, settings)
     source = _render_template(env, f"{LAYOUTS}/{layout}.mjml.j2", context)
     html = inline_css(compile_mjml(source, lambda: _marked_source(settings, layout, context)))
     text = _render_template(env, "text.txt.j2", context)
     return RenderedIssue(issue.slug, issue.meta.subject, issue.meta.preheader, html,
-                         _tidy_text(text))
+                         _tidy_text(text), settings.language)
+
+
+def render_edition(folder: Path, settings: Settings) -> Edition:
+    """The issue in ``folder`` and its translations into the languages offered, rendered:
+    what a send sends. ContentError or RenderError if any of them is broken."""
+    versions = {settings.language: render_issue(load_issue(folder, settings), settings)}
+    for language in translation_files(folder):
+        if language in settings.offered_languages and language != settings.language:
+            versions[language] = render_issue(load_issue(folder, settings, language), settings)
+    return Edition(versions)
 
 
 def layouts(settings: Settings) -> list[str]:
@@ -58,8 +79,10 @@ def layouts(settings: Settings) -> list[str]:
 # ---------------------------------------------------------------- Jinja2
 
 
-@functools.lru_cache(maxsize=8)
-def _environment(template_dirs: tuple[Path, ...], marked: bool = False) -> jinja2.Environment:
+@functools.lru_cache(maxsize=64)  # (template folders, marked, language): a few per language
+def _environment(template_dirs: tuple[Path, ...], marked: bool = False, language: str = "en",
+                 locales: tuple[Path, ...] = ()) -> jinja2.Environment:
+    """The issue email's words (``_()`` in the footer and text templates) in ``language``."""
     loader_class = _MarkingLoader if marked else TemplateLoader
     loader = loader_class(template_dirs)
     env = jinja2.Environment(
@@ -74,7 +97,11 @@ def _environment(template_dirs: tuple[Path, ...], marked: bool = False) -> jinja
     )
     env.filters["rows"] = block_rows
     env.filters["text"] = block_text
+    env.filters["upper"] = upper_text
     env.globals["ph"] = PLACEHOLDER_TOKENS
+    env.add_extension("jinja2.ext.i18n")
+    translations = load_translations(language, locales)
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
@@ -182,7 +209,8 @@ class _MarkingLoader(TemplateLoader):
 
 
 def _marked_source(settings: Settings, layout: str, context: dict[str, Any]) -> str:
-    env = _environment(settings.template_dirs, marked=True)
+    env = _environment(settings.template_dirs, marked=True, language=settings.language,
+                       locales=locale_dirs(settings))
     return _render_template(env, f"{LAYOUTS}/{layout}.mjml.j2", context)
 
 
@@ -214,6 +242,14 @@ def html_text(html: str) -> str:
     text = _html2text().handle(_LINK.sub(link, html))
     text = re.sub(r"^  (?=\s*(?:- |\d+\. ))", "", text, flags=re.M)  # html2text indents lists
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def upper_text(text: str) -> str:
+    """Upper case for headings of the text part, leaving ``{{placeholders}}`` as they are: a
+    subject used as the title must not turn ``{{first_name}}`` into ``{{FIRST_NAME}}``."""
+    pieces = FIELD_RE.split(str(text))  # text, name, text, name, ..., text
+    return "".join(piece.upper() if i % 2 == 0 else f"{{{{{piece}}}}}"
+                   for i, piece in enumerate(pieces))
 
 
 def block_text(block: Block) -> str:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import webbrowser
 from pathlib import Path
 
 import click
 
-from newsletter.authoring.checks import Finding, check_rendered, has_errors
-from newsletter.authoring.content import find_issue, load_issue
-from newsletter.authoring.preview import Preview, make_server
-from newsletter.authoring.render import render_issue
-from newsletter.authoring.scaffold import create_issue
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.errors import ContentError, NewsletterError, RenderError
-from newsletter.message import sample_message
+from newsletter.errors import NewsletterError
 
 
 def issue_folder(env: Env, name: str) -> Path:
+    from newsletter.authoring.content import find_issue
+
     try:
         return find_issue(env.settings, name)
     except NewsletterError as error:
@@ -33,6 +28,8 @@ def issue_folder(env: Env, name: str) -> Path:
 @pass_env
 def new(env: Env, title: str, date: dt.datetime | None) -> None:
     """Create a new issue folder from the scaffold, ready to edit."""
+    from newsletter.authoring.scaffold import create_issue
+
     path = create_issue(env.settings, title, (date or dt.datetime.now()).date())
     click.echo(f"Created {path}\nEdit it, then run: newsletter preview {path.parent.name}")
 
@@ -42,17 +39,12 @@ def new(env: Env, title: str, date: dt.datetime | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @pass_env
 def check(env: Env, issue: str, as_json: bool) -> None:
-    """Validate an issue and lint the email it renders to (exit 1 on errors)."""
+    """Validate an issue and its translations and lint the emails they render to (exit 1 on
+    errors)."""
+    from newsletter.authoring.checks import check_issue, has_errors
+
     folder = issue_folder(env, issue)
-    findings: list[Finding] = []
-    try:
-        settings = env.settings
-        rendered = render_issue(load_issue(folder, settings), settings)
-        findings = check_rendered(rendered, settings)
-    except ContentError as error:
-        findings = [Finding("error", p.field, str(p)) for p in error.problems]
-    except RenderError as error:
-        findings = [Finding("error", "render", str(error))]
+    findings = check_issue(folder, env.settings)
     errors = sum(f.severity == "error" for f in findings)
     if as_json:
         click.echo(json.dumps({"issue": folder.name, "ok": not errors, "errors": errors,
@@ -72,16 +64,24 @@ def check(env: Env, issue: str, as_json: bool) -> None:
               help="Folder to write to (default: out/<issue>).")
 @pass_env
 def render(env: Env, issue: str, out: Path | None) -> None:
-    """Write email.html, email.txt and a sample message.eml for an issue."""
+    """Write email.html, email.txt and a sample message.eml for an issue, and for each
+    translation in a folder of its language (out/<issue>/<lang>/)."""
+    from newsletter.authoring.render import render_edition
+    from newsletter.message import sample_message
+
     folder = issue_folder(env, issue)
     settings = env.settings
-    rendered = render_issue(load_issue(folder, settings), settings)
+    edition = render_edition(folder, settings)
     out = out or settings.root / "out" / folder.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "email.html").write_text(rendered.html, encoding="utf-8")
-    (out / "email.txt").write_text(rendered.text, encoding="utf-8")
-    (out / "message.eml").write_bytes(sample_message(rendered, settings))
-    click.echo(f"Rendered {folder.name} into {out}/ (email.html, email.txt, message.eml)")
+    for language, rendered in edition.versions.items():
+        target = out if rendered is edition.original else out / language
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "email.html").write_text(rendered.html, encoding="utf-8")
+        (target / "email.txt").write_text(rendered.text, encoding="utf-8")
+        (target / "message.eml").write_bytes(sample_message(rendered, settings))
+    others = [f"{language}/" for language in list(edition.versions)[1:]]
+    click.echo(f"Rendered {folder.name} into {out}/ (email.html, email.txt, message.eml)"
+               + (f", translations in {', '.join(others)}" if others else ""))
 
 
 @click.command()
@@ -92,6 +92,10 @@ def render(env: Env, issue: str, out: Path | None) -> None:
 @pass_env
 def preview(env: Env, issue: str, host: str, port: int, open_browser: bool) -> None:
     """Serve a live preview (desktop and phone widths) that reloads on every save."""
+    import webbrowser
+
+    from newsletter.authoring.preview import Preview, make_server
+
     folder = issue_folder(env, issue)
     _ = env.settings  # fail now, with a clear message, if the configuration is broken
     server = make_server(Preview(folder, lambda: Env(env.config).settings), host, port)

@@ -4,38 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter.authoring.checks import check_rendered, has_errors
-from newsletter.authoring.content import load_issue
-from newsletter.authoring.render import render_issue
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
 from newsletter.cli.issues import issue_folder
 from newsletter.errors import NewsletterError
-from newsletter.sending.engine import (
-    Progress,
-    SendOptions,
-    SendReport,
-    attribute_placeholders,
-    check_ready,
-    content_hash,
-    missing_attributes,
-    rehearse,
-    send_issue,
-    send_proofs,
-)
-from newsletter.sending.scheduling import local
-from newsletter.sending.workers import run_worker, start_helpers
-from newsletter.store import Status, Store
-from newsletter.store.events import EventLog
-from newsletter.store.ledger import Ledger
-from newsletter.store.schedules import Schedules
-from newsletter.transports import make_transport
+
+if TYPE_CHECKING:
+    from newsletter.sending.engine import Progress, SendOptions, SendReport
+    from newsletter.store.ledger import Ledger
 
 UNKNOWN_HINT = ("`newsletter status {slug}` lists them; `newsletter send {slug} --retry-unknown` "
                 "resends them (those who did get it will get it twice).")
@@ -54,6 +35,9 @@ CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest 
               help="Sender processes on this machine, sharing the rows and the rate.")
 @click.option("--test-to", "test_to", multiple=True, metavar="EMAIL",
               help="Send a [Proof] copy to EMAIL (repeatable); the list is not touched.")
+@click.option("--language", "proof_language", metavar="LANG",
+              help="With --test-to: the proof of this translation, or 'all' for one of each "
+                   "(default: the original).")
 @click.option("--dry-run", is_flag=True, help="Personalise for everyone, send nothing.")
 @click.option("--retry-unknown", is_flag=True,
               help="Resend messages whose fate is unknown after a crash (may duplicate).")
@@ -61,20 +45,48 @@ CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest 
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_env
 def send(env: Env, issue: str, transport: str | None, rate: float | None,
-         concurrency: int | None, workers: int, test_to: tuple[str, ...], dry_run: bool,
-         retry_unknown: bool, retry_failed: bool, yes: bool) -> None:
-    """Send an issue to its audience, or resume a send that was interrupted."""
+         concurrency: int | None, workers: int, test_to: tuple[str, ...],
+         proof_language: str | None, dry_run: bool, retry_unknown: bool, retry_failed: bool,
+         yes: bool) -> None:
+    """Send an issue to its audience, or resume a send that was interrupted. Each subscriber
+    gets the translation in their language, else its fallback, else the original."""
+    from newsletter.authoring.checks import check_issue, has_errors
+    from newsletter.authoring.content import load_issue
+    from newsletter.authoring.render import render_edition
+    from newsletter.sending.engine import (
+        SendOptions,
+        attribute_placeholders,
+        check_ready,
+        content_hash,
+        missing_attributes,
+        plan_send,
+        rehearse,
+        send_proofs,
+    )
+    from newsletter.sending.workers import start_helpers
+    from newsletter.store import Status, Store
+    from newsletter.store.ledger import Ledger
+    from newsletter.transports import make_transport
+
     settings = env.settings
-    loaded = load_issue(issue_folder(env, issue), settings)
-    rendered = render_issue(loaded, settings)
-    if has_errors(check_rendered(rendered, settings)):
+    folder = issue_folder(env, issue)
+    loaded = load_issue(folder, settings)
+    if has_errors(check_issue(folder, settings)):
         raise NewsletterError(f"{loaded.slug} does not pass its checks: run `newsletter check "
                               f"{loaded.slug}`, fix the errors, then send")
+    edition = render_edition(folder, settings)
+    rendered = edition.original
     if test_to:
+        languages = _proof_languages(edition.versions, proof_language)
         with make_transport(settings, transport) as proofs:
-            for address, message_id in send_proofs(rendered, settings, proofs, test_to):
-                click.echo(f"proof sent to {address} ({message_id})")
+            for language in languages:
+                for address, message_id in send_proofs(edition.versions[language], settings,
+                                                       proofs, test_to):
+                    click.echo(f"proof ({language}) sent to {address} ({message_id})")
         return
+    if proof_language:
+        raise click.UsageError("--language chooses the language of proofs: use it with "
+                               "--test-to")
     check_ready(settings, loaded.slug)
     with Store.open(settings.database_url) as store:
         ledger = Ledger(store)
@@ -98,14 +110,13 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
             if not yes:
                 click.confirm(f"Send “{rendered.subject}” to {size} active subscribers{target} "
                               f"through {transport or settings.transport}?", abort=True)
-            planned, new = ledger.plan(loaded.slug, rendered.subject, content_hash(rendered),
-                                       audience)
+            planned, new = plan_send(edition, settings, ledger, audience)
             click.echo(f"planned {planned} deliveries" if new else
                        f"another sender planned {planned} deliveries just now: sharing them")
             existing = ledger.send(loaded.slug)
-        elif existing.content_hash == content_hash(rendered):
+        elif existing.content_hash == content_hash(edition):
             click.echo(f"resuming: {_counts_line(ledger.counts(loaded.slug))}")
-        if existing is None or existing.content_hash != content_hash(rendered):
+        if existing is None or existing.content_hash != content_hash(edition):
             raise NewsletterError(CHANGED.format(slug=loaded.slug,
                                                  sent=ledger.counts(loaded.slug)["sent"]))
         ledger.resume(loaded.slug)  # an operator's send goes on where the engine paused
@@ -116,7 +127,7 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
         helpers = start_helpers(workers - 1, env.config, loaded.slug,
                                 _helper_arguments(transport, rate, concurrency))
         with make_transport(settings, transport) as chosen:
-            report = _send_with_progress(rendered, settings, ledger, chosen, options,
+            report = _send_with_progress(edition, settings, ledger, chosen, options,
                                          shared=bool(helpers))
         failed_helpers = sum(1 for helper in helpers if helper.wait() != 0)
         if helpers:
@@ -136,11 +147,23 @@ def _helper_arguments(transport: str | None, rate: float | None,
             for text in (option, str(value))]
 
 
-def _send_with_progress(rendered: Any, settings: Any, ledger: Ledger, transport: Any,
+def _proof_languages(versions: Any, chosen: str | None) -> list[str]:
+    """The versions to proof: the original, the one asked for, or (``all``) every one."""
+    if chosen in (None, "all"):
+        return list(versions) if chosen else list(versions)[:1]
+    if chosen not in versions:
+        raise click.BadParameter(f"no version in {chosen!r}; this issue has "
+                                 f"{', '.join(versions)}", param_hint="--language")
+    return [chosen]
+
+
+def _send_with_progress(edition: Any, settings: Any, ledger: Ledger, transport: Any,
                         options: SendOptions, *, shared: bool = False) -> SendReport:
     """Send with a progress bar: of this process's work, or (``shared``, when helper
     processes send too) of the whole send, read from the ledger twice a second."""
-    queued = ledger.counts(rendered.slug)["queued"]
+    from newsletter.sending.engine import send_issue
+
+    queued = ledger.counts(edition.slug)["queued"]
     with click.progressbar(length=queued, label="sending", show_pos=True,
                            item_show_func=_progress_text) as bar:
         shown, read_at = [0], [0.0]
@@ -151,12 +174,12 @@ def _send_with_progress(rendered: Any, settings: Any, ledger: Ledger, transport:
                 if time.monotonic() - read_at[0] < 0.5:
                     return
                 read_at[0] = time.monotonic()
-                counts = ledger.counts(rendered.slug)
+                counts = ledger.counts(edition.slug)
                 done = queued - sum(counts[s] for s in ("queued", "claimed", "sending"))
             bar.update(done - shown[0], progress)
             shown[0] = done
 
-        return send_issue(rendered, settings, ledger, transport, options, on_progress=update)
+        return send_issue(edition, settings, ledger, transport, options, on_progress=update)
 
 
 def _progress_text(progress: Progress | None) -> str:
@@ -194,11 +217,18 @@ def _counts_line(counts: dict[str, int]) -> str:
 def status(env: Env, issue: str, as_json: bool) -> None:
     """Show how a send stands: counts per status, first errors, timing, and what SES reported
     since (deliveries, bounces, complaints, opens, clicks) with the unsubscribes it brought."""
+    from newsletter.sending.scheduling import local
+    from newsletter.store import Store
+    from newsletter.store.events import EventLog
+    from newsletter.store.ledger import Ledger
+    from newsletter.store.schedules import Schedules
+
     slug = issue_folder(env, issue).name
     with Store.open(env.settings.database_url) as store:
         ledger = Ledger(store)
         send_row = ledger.send(slug)
         counts, timing = ledger.counts(slug), ledger.timing(slug)
+        languages = ledger.languages(slug)
         errors, unknown = ledger.errors(slug, "failed"), ledger.errors(slug, "unknown")
         reported = EventLog(store).summary(slug)
         scheduled = Schedules(store).get(slug)
@@ -210,7 +240,8 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         "note": scheduled.note}
     report = {"issue": slug, "state": state, "schedule": schedule,
               "planned": send_row.planned if send_row else 0,
-              "counts": counts, "errors": [{"error": e, "count": n} for e, n in errors],
+              "counts": counts, "languages": languages,
+              "errors": [{"error": e, "count": n} for e, n in errors],
               "unknown": [{"reason": e, "count": n} for e, n in unknown],
               "planned_at": send_row.created_at.isoformat() if send_row else None,
               "first_claimed": _iso(timing["first_claimed"]),
@@ -225,6 +256,12 @@ def status(env: Env, issue: str, as_json: bool) -> None:
     if send_row:
         click.echo(f"planned {report['planned']} on {report['planned_at']}")
         click.echo(_counts_line(counts))
+        if len(languages) > 1:
+            original = env.settings.language
+            click.echo("by language: " + ", ".join(
+                f"{language or original} {sum(by_status.values())} "
+                f"({by_status.get('sent', 0)} sent)" for language, by_status in sorted(
+                    languages.items(), key=lambda item: (item[0] not in ("", original), item[0]))))
         for error, n in errors:
             click.echo(f"  {n} × {error}")
         if counts["unknown"]:
@@ -262,6 +299,11 @@ def worker(env: Env, once: bool, interval: float, only: str | None, transport: s
            rate: float | None, concurrency: int | None) -> None:
     """Join the sends in progress (on this or any machine sharing the database) until
     SIGTERM/Ctrl-C, or for one pass with --once."""
+    import logging
+
+    from newsletter.sending.engine import SendOptions, check_ready
+    from newsletter.sending.workers import run_worker
+
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S%z")
     logging.getLogger("newsletter").setLevel(logging.INFO)

@@ -7,15 +7,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from newsletter.cli import EXIT_PROBLEM, Env, pass_env
-from newsletter.store import Status, Store, Subscriber
-from newsletter.store import database as db_schema
-from newsletter.subscribers.exports import export_csv, export_json
-from newsletter.subscribers.imports import ImportOptions, ImportReport, import_csv
+from newsletter.errors import InvalidValue
+from newsletter.values import Status, clean_language
+
+if TYPE_CHECKING:
+    from newsletter.store import Store, Subscriber
+    from newsletter.subscribers.imports import ImportReport
 
 STATUSES = click.Choice([status.value for status in Status])
 SHOWN_REJECTS = 20
@@ -26,6 +28,8 @@ MERGE_HELP = ("Rows for addresses already on the list change nothing unless --up
 
 @contextmanager
 def _store(env: Env) -> Iterator[Store]:
+    from newsletter.store import Store
+
     with Store.open(env.settings.database_url) as store:
         yield store
 
@@ -40,6 +44,20 @@ def _pairs(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     return pairs
 
 
+def _language(_ctx: click.Context, param: click.Parameter,
+              value: str | tuple[str, ...] | None) -> Any:
+    """A language option (one, or repeatable) as canonical BCP 47 tags; a bad one is a usage
+    error, as the import would reject it."""
+    values = (value,) if isinstance(value, str) else value or ()
+    try:
+        cleaned = [clean_language(item) for item in values]
+    except InvalidValue as error:
+        raise click.BadParameter(str(error), param=param) from None
+    if isinstance(value, tuple):
+        return tuple(tag for tag in cleaned if tag)
+    return cleaned[0] if cleaned else None
+
+
 @click.group()
 def subscribers() -> None:
     """Manage the subscriber list: add, import, export, GDPR access and erasure."""
@@ -51,18 +69,21 @@ def subscribers() -> None:
 @click.option("--attr", "attributes", multiple=True, metavar="KEY=VALUE", callback=_pairs,
               help="An attribute for personalisation, e.g. --attr organisation=CESIE (repeatable).")
 @click.option("--tag", "tags", multiple=True, help="A tag for audiences (repeatable).")
+@click.option("--language", metavar="LANG", callback=_language,
+              help="The language they read, a BCP 47 tag such as el or pt-BR: they get that "
+                   "translation of each issue (default: not known, the original).")
 @click.option("--confirmed", is_flag=True,
               help="They already agreed: add as active (default: pending until they confirm).")
 @click.option("--resubscribe", is_flag=True,
               help="Re-add an address that left or was erased (only if they asked to rejoin).")
 @pass_env
 def add(env: Env, email: str, name: str, attributes: dict[str, str], tags: tuple[str, ...],
-        confirmed: bool, resubscribe: bool) -> None:
+        language: str | None, confirmed: bool, resubscribe: bool) -> None:
     """Add one subscriber."""
     status = Status.ACTIVE if confirmed else Status.PENDING
     with _store(env) as store:
         added = store.add(email, name=name, attributes=attributes, tags=tags, status=status,
-                          source="cli", resubscribe=resubscribe)
+                          source="cli", resubscribe=resubscribe, language=language)
     note = "" if confirmed else " (not mailed until they confirm; --confirmed if they already did)"
     click.echo(f"added {added.email} as {added.status}{note}")
 
@@ -70,13 +91,13 @@ def add(env: Env, email: str, name: str, attributes: dict[str, str], tags: tuple
 @subscribers.command("import", epilog=MERGE_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--map", "columns", multiple=True, metavar="COLUMN=FIELD", callback=_pairs,
-              help="Read COLUMN as FIELD (email, name, tags, status, an attribute, or - to "
-                   "skip it), e.g. --map 'E-Mail Address=email' (repeatable).")
+              help="Read COLUMN as FIELD (email, name, tags, status, language, an attribute, "
+                   "or - to skip it), e.g. --map 'E-Mail Address=email' (repeatable).")
 @click.option("--encoding", default="utf-8-sig", show_default=True,
               help="The file's encoding, e.g. cp1252 for Excel on Windows.")
 @click.option("--delimiter", help="Field separator (default: guessed from the header).")
-@click.option("--update", is_flag=True, help="Update names, attributes and tags of addresses "
-                                             "already on the list.")
+@click.option("--update", is_flag=True, help="Update names, languages, attributes and tags of "
+                                             "addresses already on the list.")
 @click.option("--resubscribe", is_flag=True,
               help="Re-add addresses that left or were erased (only if they asked to rejoin).")
 @click.option("--status", "status", type=click.Choice(["active", "pending"]), default="active",
@@ -89,6 +110,8 @@ def import_(env: Env, file: Path, columns: dict[str, str], encoding: str,
             delimiter: str | None, update: bool, resubscribe: bool, status: str,
             tags: tuple[str, ...], rejects: Path | None) -> None:
     """Import subscribers from a CSV file with an email column (exit 1 if rows were rejected)."""
+    from newsletter.subscribers.imports import ImportOptions, import_csv
+
     options = ImportOptions(update=update, resubscribe=resubscribe, status=Status(status),
                             tags=tags, columns=columns, encoding=encoding, delimiter=delimiter)
     with _store(env) as store, click.progressbar(length=file.stat().st_size, file=sys.stderr,
@@ -123,6 +146,8 @@ def _print_report(report: ImportReport) -> None:
 def export(env: Env, file: Path | None, statuses: tuple[str, ...], tags: tuple[str, ...],
            fmt: str | None) -> None:
     """Export subscribers to FILE, or to standard output without one."""
+    from newsletter.subscribers.exports import export_csv, export_json
+
     fmt = fmt or ("json" if file and file.suffix.lower() == ".json" else "csv")
     writer = export_json if fmt == "json" else export_csv
     with _store(env) as store, _output(file) as out:
@@ -144,21 +169,25 @@ def _output(file: Path | None) -> Iterator[TextIO]:
 @click.option("--status", "statuses", multiple=True, type=STATUSES,
               help="Only subscribers with this status (repeatable; default: all).")
 @click.option("--tag", "tags", multiple=True, help="Only subscribers with any of these tags.")
+@click.option("--language", "languages", multiple=True, metavar="LANG", callback=_language,
+              help="Only subscribers with this language or a regional form of it: el, pt "
+                   "(also pt-BR), pt-BR (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Show at most this many.")
 @pass_env
-def list_(env: Env, statuses: tuple[str, ...], tags: tuple[str, ...], limit: int | None) -> None:
+def list_(env: Env, statuses: tuple[str, ...], tags: tuple[str, ...],
+          languages: tuple[str, ...], limit: int | None) -> None:
     """List subscribers, oldest first."""
     wanted = [Status(s) for s in statuses]
     shown = 0
     with _store(env) as store:
-        for subscriber in store.subscribers(statuses=wanted, tags=tags):
+        for subscriber in store.subscribers(statuses=wanted, tags=tags, languages=languages):
             if limit is not None and shown >= limit:
                 break
             click.echo(f"{subscriber.id:>7}  {_cut(subscriber.email, 40):<40}  "
                        f"{_cut(subscriber.name, 28):<28}  {subscriber.status:<12}  "
-                       f"{', '.join(subscriber.tags)}")
+                       f"{subscriber.language or '–':<6}  {', '.join(subscriber.tags)}")
             shown += 1
-        total = store.count(statuses=wanted, tags=tags)
+        total = store.count(statuses=wanted, tags=tags, languages=languages)
     click.echo(f"{shown:,} of {total:,} subscribers", err=True)
 
 
@@ -184,6 +213,7 @@ def _details(s: Subscriber, consents: int) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("id", s.id), ("email", s.email), ("name", s.name or "–"),
         ("first name", s.first_name or "–"),
+        ("language", s.language or "– (not known: gets the original)"),
         ("status", f"{s.status} {since}{why if s.status_reason else ''}"),
         ("tags", ", ".join(s.tags) or "–"), ("source", s.source or "–"),
         ("created", f"{s.created_at:%Y-%m-%d %H:%M} UTC"),
@@ -257,6 +287,8 @@ def db() -> None:
 @pass_env
 def upgrade(env: Env) -> None:
     """Apply pending migrations (commands upgrade an empty database by themselves)."""
+    from newsletter.store import database as db_schema
+
     engine = db_schema.make_engine(env.settings.database_url)
     try:
         before = db_schema.current_revision(engine)

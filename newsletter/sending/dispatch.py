@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
@@ -91,10 +91,11 @@ class Dispatcher:
     """Keeps ``concurrency`` messages in flight and as many claimed in reserve; one ledger
     transaction per turn records the results in, hands the next rows over and claims more."""
 
-    def __init__(self, template: MessageTemplate, issue: str, settings: Settings, ledger: Ledger,
-                 transport: Transport, limiter: RateLimiter, options: SendOptions,
-                 progress: Progress, stop: threading.Event | None = None):
-        self.template, self.issue, self.settings = template, issue, settings
+    def __init__(self, templates: Mapping[str, MessageTemplate], issue: str, settings: Settings,
+                 ledger: Ledger, transport: Transport, limiter: RateLimiter,
+                 options: SendOptions, progress: Progress, stop: threading.Event | None = None):
+        self.templates, self.issue, self.settings = templates, issue, settings
+        self.original = next(iter(templates.values()))  # for rows planned without a language
         self.ledger, self.transport, self.limiter = ledger, transport, limiter
         self.options, self.progress = options, progress
         self.window = 2 * options.concurrency
@@ -243,7 +244,8 @@ class Dispatcher:
         if self.stopping():
             return Outcome(claim.delivery_id, "queued")  # never handed over: resend later
         try:
-            raw = self.template.personalise(self.recipient(claim))
+            template = self.templates.get(claim.language or "", self.original)
+            raw = template.personalise(self.recipient(claim))
         except InvalidAddress as error:
             return Outcome(claim.delivery_id, "failed", error=str(error))
         except Exception as error:  # a bug or a config problem: nothing was handed over

@@ -27,7 +27,7 @@ from newsletter.authoring.content import FIELD_RE, PLACEHOLDERS
 from newsletter.authoring.render import RenderedIssue
 from newsletter.config import Settings
 from newsletter.errors import InvalidAddress
-from newsletter.message import Recipient, build_template
+from newsletter.message import Edition, Recipient, build_template
 from newsletter.sending.dispatch import Dispatcher, Progress, SendOptions, envelope_sender
 from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store
@@ -52,12 +52,18 @@ class SendReport:
         return self.stopped is None and not self.counts.get("queued")
 
 
-def content_hash(rendered: RenderedIssue) -> str:
-    """Identifies what a send was planned from: resuming with edited content is refused."""
+def content_hash(issue: RenderedIssue | Edition) -> str:
+    """Identifies what a send was planned from: resuming with edited content (or an edited,
+    added or removed translation) is refused. An issue without translations hashes as it
+    always has, so that sends planned before translations existed still resume."""
     digest = hashlib.sha256()
-    for part in (rendered.subject, rendered.preheader, rendered.html, rendered.text):
-        digest.update(part.encode())
-        digest.update(b"\0")
+    edition = Edition.of(issue)
+    for number, (language, rendered) in enumerate(edition.versions.items()):
+        if number:
+            digest.update(language.encode() + b"\0")
+        for part in (rendered.subject, rendered.preheader, rendered.html, rendered.text):
+            digest.update(part.encode())
+            digest.update(b"\0")
     return digest.hexdigest()
 
 
@@ -129,14 +135,26 @@ def rehearse(rendered: RenderedIssue, settings: Settings, store: Store,
     return count, size, problems
 
 
-def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
+def plan_send(issue: RenderedIssue | Edition, settings: Settings, ledger: Ledger,
+              audience: Collection[str] = ()) -> tuple[int, bool]:
+    """``ledger.plan`` for an issue: one row per recipient, each with the version they get
+    (their language, its fallbacks, the original). Returns (rows, new)."""
+    edition = Edition.of(issue)
+    return ledger.plan(edition.slug, edition.original.subject, content_hash(edition), audience,
+                       functools.partial(edition.version_for, settings))
+
+
+def send_issue(issue: RenderedIssue | Edition, settings: Settings, ledger: Ledger,
                transport: Transport, options: SendOptions, *,
                on_progress: Callable[[Progress], None] | None = None,
                stop: threading.Event | None = None) -> SendReport:
-    """Send (or resume sending) an issue that ``ledger.plan`` has planned.
+    """Send (or resume sending) an issue that ``ledger.plan`` has planned: each row gets the
+    version of the edition its plan chose.
 
     Setting ``stop`` (e.g. on SIGTERM) ends the run cleanly: nothing new is claimed, the
     messages in flight finish and are recorded, the rest stays queued."""
+    edition = Edition.of(issue)
+    rendered = edition.original
     check_ready(settings, rendered.slug)
     recovered, _ = ledger.recover(rendered.slug)
     requeue = [s for s, wanted in (("unknown", options.retry_unknown),
@@ -149,8 +167,10 @@ def send_issue(rendered: RenderedIssue, settings: Settings, ledger: Ledger,
     if stopped is None and progress.total:
         # One schedule per transport in the database: every sender to SES shares its rate.
         limiter = RateLimiter(rate, functools.partial(Rates(ledger.store).grant, transport.name))
-        dispatcher = Dispatcher(build_template(rendered, settings), rendered.slug, settings,
-                                ledger, transport, limiter, options, progress, stop)
+        templates = {language: build_template(version, settings)
+                     for language, version in edition.versions.items()}
+        dispatcher = Dispatcher(templates, rendered.slug, settings, ledger, transport, limiter,
+                                options, progress, stop)
         stopped = dispatcher.run(limit, on_progress)
         if dispatcher.stop_reason:  # not an interrupt or the quota: someone must look first
             ledger.pause(rendered.slug, dispatcher.stop_reason)

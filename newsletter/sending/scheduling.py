@@ -17,17 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.authoring.checks import check_rendered, has_errors
+from newsletter.authoring.checks import check_issue, has_errors
 from newsletter.authoring.content import find_issue, load_issue, parse_send_at
-from newsletter.authoring.render import RenderedIssue, render_issue
+from newsletter.authoring.render import render_edition
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
+from newsletter.message import Edition
 from newsletter.sending.engine import (
     Progress,
     SendOptions,
     check_ready,
     content_hash,
     missing_attributes,
+    plan_send,
     send_issue,
 )
 from newsletter.store import Store
@@ -80,10 +82,10 @@ def schedule_issue(settings: Settings, store: Store, folder: Path, when: str | N
                    now: dt.datetime | None = None) -> ScheduleRow:
     """Pin an issue to a time (``when`` or its ``send_at``), with the hash of what it renders."""
     issue = load_issue(folder, settings)
-    rendered = render_issue(issue, settings)
-    if has_errors(check_rendered(rendered, settings)):
+    if has_errors(check_issue(folder, settings)):
         raise NewsletterError(f"{issue.slug} does not pass `newsletter check`: fix it first")
-    if missing := missing_attributes(rendered, store, issue.meta.audience):
+    edition = render_edition(folder, settings)
+    if missing := missing_attributes(edition.original, store, issue.meta.audience):
         raise NewsletterError(f"{issue.slug}: {missing}")
     if when:
         send_at = parse_when(when)
@@ -99,7 +101,7 @@ def schedule_issue(settings: Settings, store: Store, folder: Path, when: str | N
         raise NewsletterError(f"{issue.slug} has already been sent (or is being sent)")
     schedules = Schedules(store)
     schedules.put(issue.slug, send_at.astimezone(dt.UTC), zone_label(send_at),
-                  content_hash(rendered))
+                  content_hash(edition))
     row = schedules.get(issue.slug)
     assert row is not None
     return row
@@ -168,9 +170,10 @@ class Runner:
                        "not sent — re-schedule or send it by hand")
             return
         try:
-            issue = load_issue(find_issue(self.settings, row.issue), self.settings)
-            rendered = render_issue(issue, self.settings)
-            reason = self.reason_to_hold(row, rendered, issue.meta.audience)
+            folder = find_issue(self.settings, row.issue)
+            issue = load_issue(folder, self.settings)
+            edition = render_edition(folder, self.settings)
+            reason = self.reason_to_hold(row, folder, edition, issue.meta.audience)
         except NewsletterError as error:
             reason = f"it does not load: {error}"
         if reason:
@@ -178,18 +181,18 @@ class Runner:
             report.held.append(row.issue)
             report.say(f"{row.issue}: held, not sent: {reason}")
             return
-        self.send(row, rendered, issue.meta.audience, report)
+        self.send(row, edition, issue.meta.audience, report)
 
-    def reason_to_hold(self, row: ScheduleRow, rendered: RenderedIssue,
+    def reason_to_hold(self, row: ScheduleRow, folder: Path, edition: Edition,
                        audience: tuple[str, ...]) -> str:
         """Why the issue may not go out as scheduled ("" if it may)."""
-        if content_hash(rendered) != row.content_hash:
+        if content_hash(edition) != row.content_hash:
             return "edited after it was scheduled; check it and schedule it again"
-        if has_errors(check_rendered(rendered, self.settings)):
+        if has_errors(check_issue(folder, self.settings)):
             return "it fails `newsletter check`"
-        return missing_attributes(rendered, self.store, audience)
+        return missing_attributes(edition.original, self.store, audience)
 
-    def send(self, row: ScheduleRow, rendered: RenderedIssue, audience: tuple[str, ...],
+    def send(self, row: ScheduleRow, edition: Edition, audience: tuple[str, ...],
              report: PassReport) -> None:
         check_ready(self.settings, row.issue)
         ledger = Ledger(self.store)
@@ -198,11 +201,11 @@ class Runner:
             report.waiting.append(row.issue)
             report.say(f"{row.issue}: {begun.note}; `newsletter send {row.issue}` resumes it")
             return
-        planned, new = ledger.plan(row.issue, rendered.subject, row.content_hash, audience)
+        planned, new = plan_send(edition, self.settings, ledger, audience)
         self.schedules.mark(row.issue, "sending")
         report.say(f"{row.issue}: {'sending to' if new else 'resuming'} {planned} recipients")
         with self.transport() as transport:
-            result = send_issue(rendered, self.settings, ledger, transport,
+            result = send_issue(edition, self.settings, ledger, transport,
                                 SendOptions.from_settings(self.settings),
                                 on_progress=self.renew_lease(), stop=self.stop)
         counts = ", ".join(f"{n} {s}" for s, n in result.counts.items() if n)

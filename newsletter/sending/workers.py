@@ -22,8 +22,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from newsletter.authoring.content import find_issue, load_issue
-from newsletter.authoring.render import render_issue
+from newsletter.authoring.content import find_issue
+from newsletter.authoring.render import render_edition
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.sending.engine import SendOptions, SendReport, content_hash, send_issue
@@ -51,16 +51,16 @@ def work_once(settings: Settings, store: Store, options: SendOptions, *,
         if (only and slug != only) or (stop and stop.is_set()):
             continue
         try:
-            rendered = render_issue(load_issue(find_issue(settings, slug), settings), settings)
+            edition = render_edition(find_issue(settings, slug), settings)
         except NewsletterError as error:
             done.skipped.append(f"{slug}: {error}")
             continue
         planned = ledger.send(slug)
-        if planned is None or planned.content_hash != content_hash(rendered):
+        if planned is None or planned.content_hash != content_hash(edition):
             done.skipped.append(f"{slug}: the issue changed since its send was planned")
             continue
         with make_transport(settings, transport) as chosen:
-            report = send_issue(rendered, settings, ledger, chosen, options, stop=stop)
+            report = send_issue(edition, settings, ledger, chosen, options, stop=stop)
         log.info("%s: %d sent by this worker%s", slug, report.progress.sent,
                  f"; stopped: {report.stopped}" if report.stopped else "")
         done.reports.append(report)

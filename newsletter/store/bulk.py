@@ -28,7 +28,8 @@ from newsletter.values import Status
 TABLE = cast(Table, Subscriber.__table__)
 _FIELDS: dict[str, Any] = {
     "name": bindparam("b_name"), "attributes": bindparam("b_attributes"),
-    "tags": bindparam("b_tags"), "updated_at": bindparam("b_updated_at")}
+    "tags": bindparam("b_tags"), "language": bindparam("b_language"),
+    "updated_at": bindparam("b_updated_at")}
 _STATUS: dict[str, Any] = {
     "status": bindparam("b_status"), "status_reason": bindparam("b_status_reason"),
     "status_changed_at": bindparam("b_status_changed_at"),
@@ -57,6 +58,7 @@ class Existing:
     name: str = ""
     stored_attributes: str = "{}"
     stored_tags: str = "[]"
+    language: str | None = None
     attributes: dict[str, str] | None = None  # decoded, or as this import changed them
     tags: list[str] | None = None
     # Set only when this import changes the status (the stored ones are never needed).
@@ -78,7 +80,7 @@ class Batch:
     def existing(self, keys: Sequence[str], stamp: dt.datetime, *,
                  full: bool) -> dict[str, Existing]:
         """The subscribers with these keys; ``touched`` if their updated_at is ``stamp``.
-        Only id and status are read unless ``full`` (name, attributes and tags too)."""
+        Only id and status are read unless ``full`` (name, attributes, tags and language too)."""
         found: dict[str, Existing] = {}
         keys = sorted(keys)  # in index order: each lookup starts near where the last one ended
         for start in range(0, len(keys), _CHUNK):
@@ -93,17 +95,17 @@ class Batch:
         when = self.timestamp(stamp)
         columns = "SELECT email_key, id, status, updated_at = {}"
         if self.dialect == "postgresql":
-            columns += ", name, attributes::text, tags::text" if full else ""
+            columns += ", name, attributes::text, tags::text, language" if full else ""
             return self.connection.exec_driver_sql(
                 columns.format("%(stamp)s") + " FROM subscribers WHERE email_key = ANY(%(keys)s)",
                 {"stamp": when, "keys": list(keys)})
         if self.dialect == "sqlite":
-            columns += ", name, attributes, tags" if full else ""
+            columns += ", name, attributes, tags, language" if full else ""
             return self.connection.exec_driver_sql(
                 columns.format("?") + f" FROM subscribers WHERE email_key IN "
                 f"({', '.join('?' * len(keys))})", (when, *keys))
         documents = (Subscriber.name, sql_cast(Subscriber.attributes, Text),
-                     sql_cast(Subscriber.tags, Text)) if full else ()
+                     sql_cast(Subscriber.tags, Text), Subscriber.language) if full else ()
         return self.connection.execute(select(
             Subscriber.email_key, Subscriber.id, Subscriber.status,
             Subscriber.updated_at == stamp, *documents).where(Subscriber.email_key.in_(keys)))
@@ -134,8 +136,9 @@ class Batch:
 
     def shared(self, stamp: dt.datetime, *, status: Status, reason: str,
                source: str) -> dict[str, Any]:
-        """Values every new row of an insert_new() gets, beyond email, key, name, attributes
-        and tags (newsletter.subscribers.importfile.INSERTED); ``stamp`` is their creation time."""
+        """Values every new row of an insert_new() gets, beyond email, key, name, attributes,
+        tags and language (newsletter.subscribers.importfile.INSERTED); ``stamp`` is their
+        creation time."""
         when = self.timestamp(stamp)
         return {"status": status.value, "unsubscribed_at": when if status.suppressed else None,
                 "status_reason": reason, "source": source, "created_at": when,
@@ -195,8 +198,8 @@ class Batch:
             Subscriber.email_key.in_(keys)))
 
     def update(self, changes: list[dict[str, Any]]) -> None:
-        """Update subscribers: dicts with the ``b_*`` keys of name, attributes, tags and
-        updated_at, and of the status columns where the status changes."""
+        """Update subscribers: dicts with the ``b_*`` keys of name, attributes, tags, language
+        and updated_at, and of the status columns where the status changes."""
         for statement, rows in ((_UPDATE, [c for c in changes if "b_status" in c]),
                                 (_UPDATE_FIELDS, [c for c in changes if "b_status" not in c])):
             if rows:

@@ -25,7 +25,7 @@ import datetime as dt
 import os
 import secrets
 import socket
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -95,6 +96,7 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     error: Mapped[str | None] = mapped_column(String(500))
     sender: Mapped[str | None] = mapped_column(String(100))
+    language: Mapped[str | None] = mapped_column(String(35))  # the version planned for them
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
@@ -123,6 +125,16 @@ class Claim:
     name: str
     first_name: str
     attributes: dict[str, Any]
+    language: str | None = None  # of the version to send; None: the original
+
+
+@dataclass(frozen=True, slots=True)
+class SentIssue:
+    """An issue that has a send (sent, or being sent): what the web archive lists."""
+
+    issue: str
+    subject: str
+    sent_at: dt.datetime  # when its send was planned
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +164,27 @@ class Ledger:
             row = connection.execute(select(Send).where(Send.issue == issue)).first()
         return Send(**row._mapping) if row else None
 
+    def is_sent(self, issue: str) -> bool:
+        """True once ``issue`` has a send (sent, or being sent)."""
+        with self.store.engine.connect() as connection:
+            return connection.scalar(select(Send.issue).where(Send.issue == issue)) is not None
+
+    def sent_issues(self) -> list[SentIssue]:
+        """Every issue that has a send, newest first."""
+        query = select(Send.issue, Send.subject, Send.created_at).order_by(
+            Send.created_at.desc(), Send.issue.desc())
+        with self.store.engine.connect() as connection:
+            return [SentIssue(*row) for row in connection.execute(query)]
+
     def plan(self, issue: str, subject: str, content_hash: str,
-             audience: Collection[str] = ()) -> tuple[int, bool]:
+             audience: Collection[str] = (),
+             version_for: Callable[[str | None], str] | None = None) -> tuple[int, bool]:
         """One queued row per active subscriber of the audience, once. Returns (rows, new).
+
+        ``version_for`` maps a subscriber's language (None: not known) to the language of the
+        version they get; it is asked once per language on the list, and each row records its
+        answer, so that a resumed send (or another worker) sends the same version. Without it
+        every row reads the original.
 
         Safe to race: of several senders planning at once, one inserts the ``sends`` row and
         its deliveries; the others' inserts wait for it (PostgreSQL's unique index, SQLite's
@@ -168,11 +198,19 @@ class Ledger:
             if created is None:
                 planned = connection.scalar(select(Send.planned).where(Send.issue == issue))
                 return planned or 0, False
+            version: Any = literal(None, String(35))
+            if version_for is not None:
+                spoken = connection.execute(select(Subscriber.language).distinct()).scalars()
+                versions = {language: version_for(language) for language in spoken if language}
+                version = literal(version_for(None), String(35))
+                if versions:
+                    version = case(versions, value=Subscriber.language, else_=version)
             source = self.store.audience_ids(audience).with_only_columns(
                 Subscriber.id, literal(issue, String(200)), literal("queued", String(16)),
-                literal(0, Integer()))
+                literal(0, Integer()), version)
             connection.execute(upsert(DELIVERIES).from_select(
-                ["subscriber_id", "issue", "status", "attempts"], source).on_conflict_do_nothing())
+                ["subscriber_id", "issue", "status", "attempts", "language"], source)
+                .on_conflict_do_nothing())
             planned = connection.scalar(select(func.count()).where(Delivery.issue == issue)) or 0
             connection.execute(update(Send).where(Send.issue == issue).values(planned=planned))
         return planned, True
@@ -270,7 +308,7 @@ class Ledger:
         if limit <= 0:
             return [], 0
         query = (select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Subscriber.name,
-                        Subscriber.attributes, Subscriber.status)
+                        Subscriber.attributes, Subscriber.status, Delivery.language)
                  .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
                  .where(Delivery.issue == issue, Delivery.status == "queued")
                  .order_by(Delivery.id).limit(limit))
@@ -287,7 +325,8 @@ class Ledger:
             connection.execute(update(Delivery).where(Delivery.id.in_(gone)).values(
                 status="skipped", error="the subscriber left before sending", finished_at=now))
         claims = [Claim(r.id, r.subscriber_id, r.email, r.name,
-                        first_name_of(r.name, r.attributes or {}), r.attributes or {})
+                        first_name_of(r.name, r.attributes or {}), r.attributes or {},
+                        r.language)
                   for r in active]
         return claims, len(gone)
 
@@ -333,6 +372,17 @@ class Ledger:
             rows = connection.execute(select(Delivery.status, func.count()).where(
                 Delivery.issue == issue).group_by(Delivery.status)).all()
         return {status: 0 for status in DELIVERY_STATUSES} | {s: n for s, n in rows}
+
+    def languages(self, issue: str) -> dict[str, dict[str, int]]:
+        """Counts per status of each version sent ("" for rows planned without a language)."""
+        with self.store.engine.connect() as connection:
+            rows = connection.execute(select(Delivery.language, Delivery.status, func.count())
+                                      .where(Delivery.issue == issue)
+                                      .group_by(Delivery.language, Delivery.status)).all()
+        found: dict[str, dict[str, int]] = {}
+        for language, status, count in rows:
+            found.setdefault(language or "", {})[status] = count
+        return dict(sorted(found.items()))
 
     def errors(self, issue: str, status: str | None = None,
                limit: int = 5) -> list[tuple[str, int]]:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from newsletter.values import NAME_LENGTH, SOURCE_LENGTH, Status
+from newsletter.values import LANGUAGE_LENGTH, NAME_LENGTH, SOURCE_LENGTH, Status
 
 # Deterministic constraint names, so migrations can refer to them on every dialect.
 NAMING = {
@@ -93,6 +93,8 @@ class Subscriber(Base):
     attributes: Mapped[dict[str, str]] = mapped_column(JSONDocument, default=dict)
     # Sorted, lower-case labels; an audience is "subscribers with any of these tags".
     tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
+    # BCP 47 ("bg", "pt-BR"): the version of each issue they get. None: not known, the original.
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_LENGTH))
     status: Mapped[Status] = mapped_column(
         Enum(Status, native_enum=False, create_constraint=False, length=16,
              values_callable=lambda statuses: [s.value for s in statuses]),

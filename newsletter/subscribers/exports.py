@@ -1,7 +1,7 @@
 """Export the list, streamed in id order: CSV in the import format, or JSON with every field.
 
-The CSV is exactly what ``subscribers import`` reads (email, name, status, tags, then one column
-per attribute), so export → import into a fresh database → export is the identity.
+The CSV is exactly what ``subscribers import`` reads (email, name, status, tags, language, then
+one column per attribute), so export → import into a fresh database → export is the identity.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, TextIO
 
 from newsletter.store import Status, Store, bulk
 
-CSV_COLUMNS = ("email", "name", "status", "tags")
-JSON_COLUMNS = ("id", "email", "name", "status", "tags", "attributes", "source", "created_at",
-                "updated_at", "confirmed_at", "unsubscribed_at", "status_changed_at",
-                "status_reason", "status_issue")
+CSV_COLUMNS = ("email", "name", "status", "tags", "language")
+JSON_COLUMNS = ("id", "email", "name", "status", "tags", "language", "attributes", "source",
+                "created_at", "updated_at", "confirmed_at", "unsubscribed_at",
+                "status_changed_at", "status_reason", "status_issue")
 TAG_SEPARATOR = ";"
 
 
@@ -34,12 +34,12 @@ def _export_csv(store: Store, out: TextIO, statuses: Collection[Status],
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*CSV_COLUMNS, *attributes])
     count = 0
-    columns = ("id", "email", "name", "status", "tags", "attributes")
+    columns = ("id", "email", "name", "status", "tags", "language", "attributes")
     for rows in store.rows(columns, statuses=statuses, tags=tags):
         writer.writerows(
-            [email, name, status.value, TAG_SEPARATOR.join(row_tags),
+            [email, name, status.value, TAG_SEPARATOR.join(row_tags), language or "",
              *[values.get(name, "") for name in attributes]]
-            for _id, email, name, status, row_tags, values in rows)
+            for _id, email, name, status, row_tags, language, values in rows)
         count += len(rows)
     return count
 

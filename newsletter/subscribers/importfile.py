@@ -42,6 +42,7 @@ from newsletter.values import (
     VALUE_LENGTH,
     Status,
     attribute_name,
+    clean_language,
     clean_tags,
 )
 
@@ -56,6 +57,7 @@ HEADER_ALIASES = {
     "name": {"name", "full_name", "fullname", "display_name"},
     "tags": {"tags", "tag"},
     "status": {"status"},
+    "language": {"language", "lang", "locale", "language_code"},
 }
 # Our vocabulary, plus the words other tools export (Mailchimp's "subscribed", "cleaned", ...),
 # as plain strings: rows cross to the parent process with marshal, which takes no enums.
@@ -89,19 +91,22 @@ class ImportOptions:
 class Row(NamedTuple):
     """A valid row of an import file, already in canonical form. A tuple: it crosses from
     the child process as one, a million of them are made at the speed of tuples, and its
-    first five fields (INSERTED) are the values an insert binds."""
+    first six fields (INSERTED) are the values an insert binds."""
 
     email: str
     key: str
     name: str
     attributes: str  # a JSON object, keys sorted
     tags: str  # a JSON array, sorted
+    language: str | None  # a canonical BCP 47 tag; None means "not given"
     status: Status | None  # from the file; None means "not given"
     line: int
     cells: list[str] | None  # as read, for the rejects file (None: see _child)
 
 
-INSERTED = ("email", "email_key", "name", "attributes", "tags")  # the columns of Row[:5]
+# The columns of Row[:6]. An insert whose rows have no language binds only the first five
+# (see merging._insertable): a file without a language column costs what it did before.
+INSERTED = ("email", "email_key", "name", "attributes", "tags", "language")
 
 
 @dataclass(slots=True)
@@ -233,13 +238,15 @@ class Layout:
     tags: int | None
     status: int | None
     attributes: tuple[tuple[int, str], ...]  # (column, attribute name), sorted by name
+    language: int | None = None
 
 
 def read_layout(header: list[str], options: ImportOptions) -> Layout:
     """Map the header onto fields; ImportFileError if the file cannot be imported at all."""
     if len(header) > MAX_COLUMNS:
         raise ImportFileError(f"the header has {len(header):,} columns; at most {MAX_COLUMNS} "
-                              "are supported (email, name, tags, status and 100 attributes)")
+                              "are supported (email, name, tags, status, language and 100 "
+                              "attributes)")
     mapping = {attribute_name(k): v.strip().lower() for k, v in options.columns.items()}
     fields: dict[str, int] = {}
     for index, title in enumerate(header):
@@ -258,7 +265,8 @@ def read_layout(header: list[str], options: ImportOptions) -> Layout:
             "'email' or map it, e.g. --map 'E-Mail Address=email'")
     attributes = sorted((name, index) for name, index in fields.items() if name not in RESERVED)
     return Layout(header, fields["email"], fields.get("name"), fields.get("tags"),
-                  fields.get("status"), tuple((index, name) for name, index in attributes))
+                  fields.get("status"), tuple((index, name) for name, index in attributes),
+                  fields.get("language"))
 
 
 def _alias(name: str) -> str:
@@ -297,7 +305,7 @@ def _chunks(reader: Any, layout: Layout, options: ImportOptions, tell: Callable[
                 bit = hash(row[1]) & mask
                 if not seen[bit >> 3] & (1 << (bit & 7)):
                     seen[bit >> 3] |= 1 << (bit & 7)
-                    row = (*row[:7], None)
+                    row = (*row[:-1], None)
             chunk.rows.append(row)
             if len(chunk.rows) + len(chunk.rejected) >= size:
                 chunk.position = tell()
@@ -313,10 +321,12 @@ def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], 
     blank line); bound once per file. Plain values: the child process sends them as they are."""
     email_at, name_at, tags_at, status_at = (layout.email, layout.name, layout.tags,
                                              layout.status)
+    language_at = layout.language
     attributes = [(index, encode_basestring(name) + ":") for index, name in layout.attributes]
     extra_tags = clean_tags(options.tags)
     no_tags = _json_list(extra_tags)
     known_tags: dict[str, str] = {}  # tag cells repeat: "police;training" is parsed once
+    known_languages: dict[str, str] = {}  # and language cells far more: "el" is checked once
 
     def parse(cells: list[str], line: int, width: int) -> tuple[Any, ...] | None:
         if len(cells) != width:
@@ -346,13 +356,17 @@ def _row_parser(layout: Layout, options: ImportOptions) -> Callable[[list[str], 
         tags = no_tags
         if tags_at is not None and (cell := cells[tags_at]):
             tags = known_tags.get(cell) or _tags_json(cell, extra_tags, known_tags)
+        language = None
+        if language_at is not None and (cell := cells[language_at]):
+            language = known_languages.get(cell) or _language(cell, known_languages)
         status = None
         if status_at is not None and (word := cells[status_at].strip().lower()):
             status = STATUS_WORDS.get(word)
             if status is None:
                 raise InvalidValue(f"unknown status {word!r} (expected "
                                    f"{', '.join(s.value for s in Status)})")
-        return (email, key, name, "{" + ",".join(parts) + "}", tags, status, line, cells)
+        return (email, key, name, "{" + ",".join(parts) + "}", tags, language, status, line,
+                cells)
 
     return parse
 
@@ -362,6 +376,13 @@ def _tags_json(cell: str, extra_tags: list[str], known: dict[str, str]) -> str:
     if len(known) < 10_000:
         known[cell] = tags
     return tags
+
+
+def _language(cell: str, known: dict[str, str]) -> str | None:
+    language = clean_language(cell)  # InvalidValue rejects the row
+    if language is not None and len(known) < 10_000:
+        known[cell] = language
+    return language
 
 
 def _json_list(items: list[str]) -> str:

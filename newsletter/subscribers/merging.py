@@ -4,9 +4,10 @@
 - An address that left (unsubscribed, bounced, complained) or was erased stays as it is and
   counts as *suppressed*, unless ``resubscribe`` is given.
 - An address already on the list is *unchanged*, unless ``update`` is given: then a non-empty
-  name replaces the name, attributes are merged (empty cells keep the old value), tags are added
-  and a status given in the file is applied. A status that stops mail (unsubscribed, bounced,
-  complained) is honoured even without ``update``: it can only protect people.
+  name replaces the name, a language replaces the language, attributes are merged (empty cells
+  keep the old value), tags are added and a status given in the file is applied. A status that
+  stops mail (unsubscribed, bounced, complained) is honoured even without ``update``: it can
+  only protect people.
 - A row repeating an address that an earlier row of the same file added or changed is a
   *duplicate*: ignored (and written to the rejects file), or merged in with ``update``.
 """
@@ -95,13 +96,16 @@ def _insertable(batch: Batch, rows: list[Row], policy: Policy) -> tuple[
     """The rows as Batch.insert_new takes them: values, their columns, the shared values."""
     shared = batch.shared(policy.stamp, status=policy.status, reason="import",
                           source=policy.source)
+    # Without any language the column is left out (NULL by default): no value to bind per row.
+    width = len(INSERTED) if any(row.language for row in rows) else len(INSERTED) - 1
+    columns = INSERTED[:width]
     if not any(row.status for row in rows):  # the file gives no status: one for all
-        return [row[:5] for row in rows], INSERTED, shared
+        return [row[:width] for row in rows], columns, shared
     own = ("status", "unsubscribed_at")  # from each row's status
     stopped = shared["status_changed_at"]
-    return ([(*row[:5], _VALUE[status], stopped if status in SUPPRESSED else None)
+    return ([(*row[:width], _VALUE[status], stopped if status in SUPPRESSED else None)
              for row in rows for status in [row.status or policy.status]],
-            (*INSERTED, *own), {name: v for name, v in shared.items() if name not in own})
+            (*columns, *own), {name: v for name, v in shared.items() if name not in own})
 
 
 def _merged(row: Row, later: list[Row] | None, policy: Policy) -> Row:
@@ -112,6 +116,7 @@ def _merged(row: Row, later: list[Row] | None, policy: Policy) -> Row:
     for repeat in later:
         merged = merged._replace(
             name=repeat.name or merged.name,
+            language=repeat.language or merged.language,
             attributes=_dumps(json.loads(merged.attributes) | json.loads(repeat.attributes)),
             tags=_dumps(sorted(set(json.loads(merged.tags)) | set(json.loads(repeat.tags)))),
             status=repeat.status or merged.status)
@@ -170,6 +175,9 @@ def _merge(current: Existing, row: Row, policy: Policy) -> None:
 
 
 def _update_fields(current: Existing, row: Row) -> None:
+    if row.language and row.language != current.language:  # an empty cell keeps it
+        current.language = row.language
+        current.touched = True
     if current.attributes is None and row.attributes == current.stored_attributes \
             and row.tags == current.stored_tags and row.name in ("", current.name):
         return  # the same JSON text as stored (tags are always sorted): nothing to decode
@@ -206,7 +214,7 @@ _VALUE = {status: status.value for status in Status}
 def _update_row(entry: Existing, policy: Policy) -> dict[str, Any]:
     attributes, tags = _decoded(entry)
     change = {"b_id": entry.id, "b_name": entry.name, "b_attributes": attributes,
-              "b_tags": tags, "b_updated_at": policy.stamp}
+              "b_tags": tags, "b_language": entry.language, "b_updated_at": policy.stamp}
     if entry.status_changed_at is not None:  # set by _set_status only
         change |= {"b_status": entry.status, "b_status_reason": entry.status_reason,
                    "b_status_changed_at": entry.status_changed_at,

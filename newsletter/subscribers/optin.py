@@ -17,6 +17,7 @@ import jinja2
 
 from newsletter.config import Settings
 from newsletter.errors import RenderError
+from newsletter.i18n import SOURCE_LANGUAGE, install, locale_dirs
 from newsletter.templating import TemplateLoader
 from newsletter.tokens import CONFIRM_MAX_AGE, confirm_url
 
@@ -40,17 +41,20 @@ class Person(Protocol):
     def first_name(self) -> str: ...
 
 
-def render_confirmation(settings: Settings, subscriber: Person, *,
-                        url: str | None = None) -> ConfirmationEmail:
-    """The confirmation email for a pending subscriber; ``url`` defaults to a fresh signed link
+def render_confirmation(settings: Settings, subscriber: Person, *, url: str | None = None,
+                        language: str | None = None) -> ConfirmationEmail:
+    """The confirmation email for a pending subscriber, in ``language`` (that of the page they
+    signed up on; default the newsletter's); ``url`` defaults to a fresh signed link
     (ConfigError without NEWSLETTER_SECRET_KEY)."""
+    language = language or settings.language
     context = {
-        "settings": settings, "brand": settings.brand, "footer": settings.footer,
+        "settings": settings, "brand": settings.brand,
+        "footer": settings.footer.in_language(language), "language": language,
         "first_name": subscriber.first_name or settings.first_name_fallback,
         "confirm_url": url or confirm_url(settings, subscriber.id),
         "expires_days": CONFIRM_MAX_AGE // 86400,
     }
-    env = _environment(settings.template_dirs)
+    env = _environment(settings.template_dirs, locale_dirs(settings))
     try:
         text = env.get_template(TEXT_TEMPLATE).make_module(context)
         subject = str(getattr(text, "subject", "")).strip()
@@ -67,8 +71,9 @@ def render_confirmation(settings: Settings, subscriber: Person, *,
 
 
 @functools.lru_cache(maxsize=4)
-def _environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
-    return jinja2.Environment(
+def _environment(template_dirs: tuple[Path, ...],
+                 locales: tuple[Path, ...]) -> jinja2.Environment:
+    env = jinja2.Environment(
         loader=TemplateLoader(template_dirs),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",),
                                             default_for_string=False),
@@ -77,3 +82,5 @@ def _environment(template_dirs: tuple[Path, ...]) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    install(env, locales, SOURCE_LANGUAGE)  # each render names its language
+    return env

@@ -14,16 +14,21 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter.config import Settings
+from newsletter.i18n import N_, install, locale_dirs, long_date
 from newsletter.store import Store
 from newsletter.templating import TemplateLoader
 from newsletter.tokens import CONFIRM_MAX_AGE, Purpose, make_token
-from newsletter.web import archive_views, subscribe, unsubscribe
+from newsletter.web import archive_views, language, subscribe, unsubscribe
 from newsletter.web.access import AccessLog, DefaultHeaders
 from newsletter.web.context import Context
 from newsletter.web.pages import context, page, readable_on
 
 MAX_BODY = 1024 * 1024  # bytes; SNS messages are at most 256 KB, forms far less
 ERROR_PAGES = {400: "400.html.j2", 404: "404.html.j2", 429: "429.html.j2"}
+# The names error.html.j2 shows as its title (werkzeug's), marked for the catalogues.
+ERROR_NAMES = (N_("Method Not Allowed"), N_("Request Entity Too Large"),
+               N_("Unsupported Media Type"), N_("Internal Server Error"),
+               N_("Service Unavailable"))
 
 
 # Every template autoescaped (ours end in .html.j2, which Flask would not escape by default);
@@ -56,10 +61,13 @@ def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
 
 def _template_globals(app: Flask, settings: Settings) -> None:
     app.context_processor(lambda: {"settings": settings, "brand": settings.brand,
-                                   "footer": settings.footer,
+                                   "footer": settings.footer.in_language(
+                                       language.page_language()),
                                    "confirm_days": CONFIRM_MAX_AGE // 86400})
     app.jinja_env.filters.update(readable_on=readable_on,
-                                 mail_address=lambda value: parseaddr(value)[1])
+                                 mail_address=lambda value: parseaddr(value)[1],
+                                 long_date=lambda value: long_date(value, language.page_language()))
+    install(app.jinja_env, locale_dirs(settings), settings.language, language.page_language)
 
 
 def _middleware(app: Flask, settings: Settings) -> None:

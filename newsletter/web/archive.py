@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from sqlalchemy import select
-
 from newsletter.authoring.content import FIELD_RE, ISSUE_FILE, load_issue
 from newsletter.authoring.render import render_issue
 from newsletter.config import Settings
 from newsletter.store import Store
-from newsletter.store.ledger import Send
+from newsletter.store.ledger import Ledger
 
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 Version = tuple[tuple[str, int, int], ...]
@@ -51,18 +49,14 @@ class Archive:
     """Lists sent issues and renders their web versions, cached per folder version."""
 
     def __init__(self, settings: Settings, store: Store):
-        self.settings, self.store = settings, store
+        self.settings, self.ledger = settings, Ledger(store)
         self._pages: dict[str, Page] = {}
         self._lock = threading.Lock()
 
     def entries(self) -> list[Entry]:
         """Sent issues whose folder still exists, newest first."""
-        query = select(Send.issue, Send.subject, Send.created_at).order_by(
-            Send.created_at.desc(), Send.issue.desc())
-        with self.store.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [Entry(slug, self._neutral(subject, slug), sent_at)
-                for slug, subject, sent_at in rows if self._folder(slug) is not None]
+        return [Entry(sent.issue, self._neutral(sent.subject, sent.issue), sent.sent_at)
+                for sent in self.ledger.sent_issues() if self._folder(sent.issue) is not None]
 
     def _neutral(self, text: str, slug: str, escape: Callable[[str], str] = str) -> str:
         """``text`` with its placeholders filled for nobody in particular."""
@@ -72,7 +66,7 @@ class Archive:
     def page(self, slug: str) -> Page | None:
         """The archive page of a sent issue, or None if there is none to show."""
         folder = self._folder(slug)
-        if folder is None or not self._sent(slug):
+        if folder is None or not self.ledger.is_sent(slug):
             return None
         version = _version(folder)
         with self._lock:
@@ -97,10 +91,6 @@ class Archive:
             return None
         folder = self.settings.issues_dir / slug
         return folder if (folder / ISSUE_FILE).is_file() else None
-
-    def _sent(self, slug: str) -> bool:
-        with self.store.engine.connect() as connection:
-            return connection.scalar(select(Send.issue).where(Send.issue == slug)) is not None
 
     def _render(self, folder: Path, version: Version) -> Page:
         issue = load_issue(folder, self.settings)

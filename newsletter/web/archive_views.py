@@ -33,5 +33,7 @@ def asset(slug: str, name: str) -> Response:
 
 
 def cached(response: Response) -> Response:
-    response.headers["Cache-Control"] = f"public, max-age={CACHE_SECONDS}"
+    # A response that sets the reader's language cookie is theirs alone: no shared cache.
+    scope = "private" if "Set-Cookie" in response.headers else "public"
+    response.headers["Cache-Control"] = f"{scope}, max-age={CACHE_SECONDS}"
     return response

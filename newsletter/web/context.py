@@ -34,7 +34,9 @@ class Context:
     signups: Background = field(default_factory=Background)
     archive: Archive = field(init=False)
     leaving: Leaving = field(init=False)
-    stamps: dict[tuple[str, tuple[tuple[str, bool], ...]], str] = field(default_factory=dict)
+    # Rendered page skeletons by template, language and which values are present.
+    stamps: dict[tuple[str, str, tuple[tuple[str, bool], ...]], str] = field(
+        default_factory=dict)
     _transport: Transport | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 

@@ -10,6 +10,7 @@ from flask import Response, current_app, render_template
 from markupsafe import escape
 from werkzeug.exceptions import BadRequest
 
+from newsletter.web import language
 from newsletter.web.context import Context
 
 
@@ -20,9 +21,10 @@ def context() -> Context:
 
 
 def page(template: str, status: int = 200, **values: Any) -> Response:
-    """A page from ``web/`` of the templates, as a response with ``status``."""
-    return Response(render_template(f"web/{template}", **values), status,
-                    mimetype="text/html")
+    """A page from ``web/`` of the templates, in the reader's language, as a response with
+    ``status``."""
+    html = render_template(f"web/{template}", **language.template_values(), **values)
+    return language.finish(Response(html, status, mimetype="text/html"))
 
 
 def stamped_page(template: str, **values: str | None) -> Response:
@@ -30,16 +32,18 @@ def stamped_page(template: str, **values: str | None) -> Response:
     truth, nothing else): rendered by Jinja once per template and set of present values, with
     markers in the slots, then filled by substitution. The one-click unsubscribe answer thus
     costs a few µs instead of ~150 µs of template rendering."""
-    key = (template, tuple(sorted((name, bool(value)) for name, value in values.items())))
+    lang = language.page_language()
+    key = (template, lang, tuple(sorted((name, bool(value)) for name, value in values.items())))
     stamps = context().stamps
     skeleton = stamps.get(key)
     if skeleton is None:
         marked = {name: _MARK.format(name) if value else value for name, value in values.items()}
-        skeleton = stamps[key] = render_template(f"web/{template}", **marked)
+        skeleton = stamps[key] = render_template(f"web/{template}", **language.template_values(),
+                                                 **marked)
     for name, value in values.items():
         if value:
             skeleton = skeleton.replace(_MARK.format(name), escape(value))
-    return Response(skeleton, 200, mimetype="text/html")
+    return language.finish(Response(skeleton, 200, mimetype="text/html"))
 
 
 _MARK = "\x1a{}\x1a"  # a control character no template or value contains

@@ -46,10 +46,14 @@ class SignUp:
     page: str
     wording: str
     at: dt.datetime
+    language: str | None = None  # of the form, and so of the confirmation email
 
     def evidence(self) -> str:
-        return json.dumps({"page": self.page, "wording": self.wording,
-                           "user_agent": self.user_agent[:300]}, ensure_ascii=False)
+        shown = {"page": self.page, "wording": self.wording,
+                 "user_agent": self.user_agent[:300]}
+        if self.language:
+            shown["language"] = self.language
+        return json.dumps(shown, ensure_ascii=False)
 
 
 def handle_signup(settings: Settings, store: Store, transport: Transport, signup: SignUp) -> str:
@@ -60,17 +64,19 @@ def handle_signup(settings: Settings, store: Store, transport: Transport, signup
             return _ignored("erased", signup)
         try:
             subscriber = store.add(signup.email, name=signup.name, status=Status.PENDING,
-                                   source="web")
+                                   source="web", language=signup.language)
         except (AlreadySubscribed, AddressSuppressed):  # another request won the race
             return _ignored("raced", signup)
         outcome = "new"
     elif subscriber.status in (Status.PENDING, Status.UNSUBSCRIBED):
         outcome = "rejoin" if subscriber.status is Status.UNSUBSCRIBED else "pending"
+        if signup.language:  # the language of the form they filled in last
+            store.set_language(subscriber.id, signup.language)
     else:
         return _ignored(str(subscriber.status), signup)
     store.record_consent(subscriber.id, method="web form", ip=signup.ip,
                          evidence=signup.evidence(), at=signup.at)
-    send_confirmation(settings, transport, subscriber)
+    send_confirmation(settings, transport, subscriber, language=signup.language)
     logger.info("sign-up", extra={"fields": {"event": "sign-up", "outcome": outcome,
                                              "subscriber": subscriber.id}})
     return outcome
@@ -82,9 +88,11 @@ def _ignored(why: str, signup: SignUp) -> str:
     return why
 
 
-def send_confirmation(settings: Settings, transport: Transport, subscriber: Subscriber) -> str:
-    """Render and send the double opt-in email; returns the transport's message id."""
-    confirmation = render_confirmation(settings, subscriber)
+def send_confirmation(settings: Settings, transport: Transport, subscriber: Subscriber, *,
+                      language: str | None = None) -> str:
+    """Render and send the double opt-in email in ``language`` (default the newsletter's);
+    returns the transport's message id."""
+    confirmation = render_confirmation(settings, subscriber, language=language)
     raw = confirmation_message(settings, subscriber.email, confirmation)
     envelope = Envelope(envelope_sender(settings), header_address(subscriber.email),
                         CONFIRMATIONS, f"{subscriber.id}-{secrets.token_hex(4)}")

@@ -21,9 +21,11 @@ from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
 from newsletter.addresses import parse_address
 from newsletter.errors import AddressSuppressed, InvalidAddress, InvalidToken, InvalidValue
+from newsletter.i18n import N_
 from newsletter.store import Status, Subscriber
 from newsletter.tokens import Purpose, read_token
 from newsletter.values import NAME_LENGTH, clean_name
+from newsletter.web import language
 from newsletter.web.context import Context
 from newsletter.web.pages import Refusal, context, form_value, mask_address, page
 from newsletter.web.signing import form_token, form_token_valid, issued_at
@@ -32,8 +34,8 @@ from newsletter.web.signup import SignUp, handle_signup, logger
 blueprint = Blueprint("subscribe", __name__)
 
 HONEYPOT = "website"  # a field people never see; bots fill in anything called "website"
-CONSENT = ("I would like to receive {name} by email. I can unsubscribe at any time with the "
-           "link in every issue.")
+CONSENT = N_("I would like to receive %(name)s by email. I can unsubscribe at any time with "
+             "the link in every issue.")
 MAX_EMAIL = 320
 
 
@@ -53,6 +55,7 @@ def submit() -> Response:
         raise TooManyRequests(retry_after=wait)
     email = form_value(request.form, "email", MAX_EMAIL)
     name = form_value(request.form, "name", NAME_LENGTH + 1)
+    language.follow_form(form_value(request.form, "lang", 40))
     if form_value(request.form, HONEYPOT, 200):
         return _ignored("honeypot")
     if not form_token_valid(ctx.settings, form_value(request.form, "csrf", 200), client):
@@ -65,7 +68,8 @@ def submit() -> Response:
     if ctx.per_address.take(address.key):
         return _ignored("address rate limit")
     signup = SignUp(address.email, name, client or None, request.user_agent.string,
-                    request.base_url, _wording(), dt.datetime.now(dt.UTC))
+                    request.base_url, _wording(), dt.datetime.now(dt.UTC),
+                    language.page_language())
     if not ctx.signups.submit(lambda: _handle(ctx, signup)):
         raise ServiceUnavailable()
     return page("check-inbox.html.j2")
@@ -91,7 +95,8 @@ def _ignored(why: str) -> Response:
 
 
 def _wording() -> str:
-    return CONSENT.format(name=context().settings.name)
+    """The consent sentence as the form shows it, in the page's language (kept as evidence)."""
+    return language.gettext(CONSENT, name=context().settings.name)
 
 
 # ---------------------------------------------------------------- confirmation
@@ -139,6 +144,7 @@ def confirmable(token: str) -> Subscriber:
     subscriber = ctx.store.get(claim.subscriber_id)
     if subscriber is None or subscriber.status in (Status.BOUNCED, Status.COMPLAINED):
         raise Refusal("400.html.j2", reason="link")
+    language.follow_subscriber(subscriber.language)
     if subscriber.status is Status.UNSUBSCRIBED and not _asked_again(token, subscriber):
         raise Refusal("400.html.j2", reason="link")
     return subscriber

@@ -14,9 +14,9 @@ import datetime as dt
 from flask import Blueprint, Response, request
 
 from newsletter.errors import InvalidToken
-from newsletter.store import Status, Subscriber
+from newsletter.store import Standing, Status, Subscriber
 from newsletter.tokens import Purpose, Token, read_token
-from newsletter.web.leaving import Standing
+from newsletter.web import language
 from newsletter.web.pages import Refusal, context, mask_address, page, stamped_page
 from newsletter.web.signing import UNDO_MAX_AGE, sign, unsign
 
@@ -38,6 +38,8 @@ def confirm_page(token: str) -> Response:
     """Who is about to leave, and the button. Changes nothing."""
     claim = verified(token)
     subscriber = context().store.get(claim.subscriber_id)
+    if subscriber is not None:
+        language.follow_subscriber(subscriber.language)
     if subscriber is None or subscriber.status.suppressed:
         return page("unsubscribed.html.j2", masked=_masked(subscriber), undo=None)
     return page("unsubscribe.html.j2", masked=mask_address(subscriber.email))

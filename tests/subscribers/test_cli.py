@@ -97,12 +97,12 @@ def test_unknown_and_invalid_addresses_exit_1(cli):
 
 def test_export_to_stdout_and_to_files(cli, folder):
     cli("subscribers", "add", "anna@example.org", "--name", "Anna", "--confirmed",
-        "--attr", "country=PL")
+        "--attr", "country=PL", "--language", "pl")
     cli("subscribers", "add", "jan@example.org")
     result = cli("subscribers", "export")
-    assert result.output.splitlines() == ["email,name,status,tags,country",
-                                          "anna@example.org,Anna,active,,PL",
-                                          "jan@example.org,,pending,,"]
+    assert result.output.splitlines() == ["email,name,status,tags,language,country",
+                                          "anna@example.org,Anna,active,,pl,PL",
+                                          "jan@example.org,,pending,,,"]
     as_json = json.loads(cli("subscribers", "export", "--format", "json", "--status",
                              "pending").output)
     assert [r["email"] for r in as_json] == ["jan@example.org"]

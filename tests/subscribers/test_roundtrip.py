@@ -19,12 +19,17 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
 ATTRIBUTE_NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,11}", fullmatch=True).filter(
     lambda n: n not in {"email", "name", "tags", "status", "tag", "mail", "e_mail",
                         "full_name", "fullname", "display_name", "emailaddress",
-                        "email_address", "e_mail_address"} and attribute_name(n) == n)
+                        "email_address", "e_mail_address", "language", "lang", "locale",
+                        "language_code"} and attribute_name(n) == n)
+# Well-formed tags in any case and with either separator; None: not known.
+LANGUAGES = st.one_of(st.none(), st.from_regex(
+    r"[a-zA-Z]{2,3}([-_][a-zA-Z]{4})?([-_]([a-zA-Z]{2}|[0-9]{3}))?", fullmatch=True))
 PEOPLE = st.lists(
     st.fixed_dictionaries({
         "email": st.emails(),
         "name": TEXT.map(clean_name),
         "status": st.sampled_from(list(Status)),
+        "language": LANGUAGES,
         "tags": st.lists(TEXT.filter(lambda t: 0 < len(t.strip()) <= 60), max_size=3),
         "attributes": st.dictionaries(ATTRIBUTE_NAMES, TEXT.map(str.strip), max_size=3),
     }),
@@ -60,7 +65,7 @@ def test_export_import_export_is_the_identity(template, people):
                 try:
                     first.add(person["email"], name=person["name"],
                               attributes=person["attributes"], tags=clean_tags(person["tags"]),
-                              status=person["status"])
+                              status=person["status"], language=person["language"])
                 except ValueError:
                     continue  # an address email-validator refuses: not part of the list
             exported = csv_of(first)
@@ -73,13 +78,14 @@ def test_export_import_export_is_the_identity(template, people):
 
 def test_json_export_has_every_field(store):
     store.add("anna@example.org", name="Anna", attributes={"org": "CESIE"}, tags=["ngo"],
-              status=Status.ACTIVE)
+              status=Status.ACTIVE, language="el_gr")
     store.add("jan@example.org")
     out = io.StringIO()
     assert export_json(store, out, statuses=[Status.ACTIVE]) == 1
     (record,) = json.loads(out.getvalue())
     assert record["email"] == "anna@example.org" and record["attributes"] == {"org": "CESIE"}
     assert record["tags"] == ["ngo"] and record["status"] == "active"
+    assert record["language"] == "el-GR"
     assert record["created_at"].endswith("+00:00") and "email_key" not in record
     empty = io.StringIO()
     assert export_json(store, empty, tags=["nobody"]) == 0 and json.loads(empty.getvalue()) == []
@@ -87,14 +93,14 @@ def test_json_export_has_every_field(store):
 
 def test_csv_export_is_the_import_format(store):
     store.add("anna@example.org", name="Nowak, Anna", attributes={"org": "KWP Kraków"},
-              tags=["police", "training"], status=Status.ACTIVE)
+              tags=["police", "training"], status=Status.ACTIVE, language="PL")
     store.add("jan@example.org", attributes={"country": "NL"})
     assert csv_of(store).splitlines() == [
-        "email,name,status,tags,country,org",
-        'anna@example.org,"Nowak, Anna",active,police;training,,KWP Kraków',
-        "jan@example.org,,pending,,NL,",
+        "email,name,status,tags,language,country,org",
+        'anna@example.org,"Nowak, Anna",active,police;training,pl,,KWP Kraków',
+        "jan@example.org,,pending,,,NL,",
     ]
     only = io.StringIO()
     export_csv(store, only, tags=["police"])
     assert only.getvalue().splitlines()[1:] == [
-        'anna@example.org,"Nowak, Anna",active,police;training,KWP Kraków']
+        'anna@example.org,"Nowak, Anna",active,police;training,pl,KWP Kraków']

@@ -95,6 +95,51 @@ def test_who_left_stays_out_unless_resubscribed(store, left):
     assert back.id == anna.id and back.status is Status.ACTIVE and back.unsubscribed_at is None
 
 
+def test_unsubscribe_a_batch_at_once_as_set_status_would(store):
+    anna, bela, cyril = (add_active(store, f"{n}@example.org") for n in ("anna", "bela", "cyril"))
+    pending = store.add("dana@example.org")
+    bounced = add_active(store, "emil@example.org")
+    store.set_status(bounced.id, Status.BOUNCED, reason="hard bounce", issue="2025-03")
+    erased = add_active(store, "fero@example.org")
+    store.forget(erased.email)
+    by_page = add_active(store, "gita@example.org")
+    store.set_status(by_page.id, Status.UNSUBSCRIBED, reason="unsubscribe page", issue="2025-04")
+    requests = [(anna.id, "one-click", "2025-05"), (bela.id, "one-click", "2025-05"),
+                (cyril.id, "unsubscribe page", None), (pending.id, "one-click", "2025-05"),
+                (bounced.id, "one-click", "2025-05"), (erased.id, "one-click", "2025-05"),
+                (by_page.id, "one-click", "2025-05"), (anna.id, "one-click", "2025-05"),
+                (0, "one-click", None), (2**63, "one-click", None)]
+    found = store.unsubscribe(requests)
+    assert [getattr(f, "status", None) for f in found] == [
+        Status.UNSUBSCRIBED, Status.UNSUBSCRIBED, Status.UNSUBSCRIBED, Status.UNSUBSCRIBED,
+        Status.BOUNCED, None, Status.UNSUBSCRIBED, Status.UNSUBSCRIBED, None, None]
+    assert found[0] == found[7] and found[0].email == "anna@example.org"
+    for (subscriber_id, reason, issue), standing in zip(requests[:4], found, strict=False):
+        stored = store.get(subscriber_id)
+        assert (stored.status, stored.status_reason, stored.status_issue) == (
+            Status.UNSUBSCRIBED, reason, issue)
+        assert stored.unsubscribed_at == stored.status_changed_at == stored.updated_at
+        assert stored.unsubscribed_at == standing.unsubscribed_at
+        assert standing.status_reason == reason and store.is_suppressed(stored.email)
+    kept = store.get(by_page.id)  # the first reason and time stay
+    assert (kept.status_reason, kept.status_issue) == ("unsubscribe page", "2025-04")
+    assert found[6].unsubscribed_at == kept.unsubscribed_at
+    assert (store.get(bounced.id).status_reason, found[4].status_reason) == ("hard bounce",) * 2
+    assert store.get(pending.id).confirmed_at is None
+    assert store.unsubscribe(requests[:1]) == found[:1]  # again: nothing changes
+    back = store.set_status(anna.id, Status.ACTIVE, reason="undo", resubscribe=True)
+    assert back.unsubscribed_at is None
+
+
+def test_an_id_no_database_holds_is_nobody_and_spoils_no_batch(store):
+    anna, bela = add_active(store, "anna@example.org"), add_active(store, "bela@example.org")
+    assert store.unsubscribe([]) == []
+    assert store.unsubscribe([(-1, "one-click", None), (10**30, "one-click", None)]) == [None] * 2
+    found = store.unsubscribe([(10**30, "one-click", None), (anna.id, "one-click", None)])
+    assert found[0] is None and found[1].status is Status.UNSUBSCRIBED
+    assert store.get(bela.id).status is Status.ACTIVE
+
+
 def test_forget_erases_the_person_and_keeps_only_a_hash(store):
     anna = add_active(store, "anna@example.org", name="Anna", attributes={"org": "CESIE"})
     store.record_consent(anna.id, method="web form", ip="203.0.113.7")

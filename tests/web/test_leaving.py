@@ -70,7 +70,7 @@ def test_a_failed_transaction_fails_every_request_in_it(store, add, monkeypatch)
     def broken(*_args):
         raise RuntimeError("disk I/O error")
 
-    monkeypatch.setattr("newsletter.web.leaving._leave", broken)
+    monkeypatch.setattr("newsletter.store.store._leave", broken)
     results = run_together(leaving, [(p.id, "one-click", None) for p in people])
     assert all(isinstance(r, RuntimeError) for r in results)
     monkeypatch.undo()
@@ -84,7 +84,7 @@ def test_a_failure_answers_500_and_changes_nothing(client, web_settings, subscri
     from newsletter.tokens import unsubscribe_url
     from tests.web.conftest import path_of
 
-    monkeypatch.setattr("newsletter.web.leaving._leave", lambda *a: 1 / 0)
+    monkeypatch.setattr("newsletter.store.store._leave", lambda *a: 1 / 0)
     response = client.post(path_of(unsubscribe_url(web_settings, subscriber.id), web_settings))
     assert response.status_code == 500
     assert "Something went wrong on our side" in response.get_data(as_text=True)

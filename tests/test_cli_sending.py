@@ -95,14 +95,17 @@ def test_an_issue_that_fails_its_checks_is_not_sent(subscribed, workspace):
 def test_an_attribute_placeholder_nobody_can_fill_stops_the_send(subscribed, workspace):
     subscribed("subscribers", "add", "anna@example.org", "--attr", "Organisation=Europol",
                "--confirmed")
-    issue = workspace / "issues" / SLUG / "issue.md"
-    issue.write_text(issue.read_text() + "\nGreetings to {{organization}}.\n")
+    for name in ("issue.md", "issue.es.md"):  # the translation says what the original says
+        issue = workspace / "issues" / SLUG / name
+        issue.write_text(issue.read_text() + "\nGreetings to {{organization}}.\n")
     result = subscribed("send", SLUG, "--yes")
     assert result.exit_code == 1, result.output
     assert "{{organization}} would be empty for everyone" in result.output
     assert "attributes on the list: organisation" in result.output
     assert outbox(workspace) == []
-    issue.write_text(issue.read_text().replace("{{organization}}", "{{organisation}}"))
+    for name in ("issue.md", "issue.es.md"):
+        issue = workspace / "issues" / SLUG / name
+        issue.write_text(issue.read_text().replace("{{organization}}", "{{organisation}}"))
     sent = subscribed("send", SLUG, "--yes")
     assert sent.exit_code == 0 and "{{organisation}} is blank for 3 of 4 recipients" in sent.output
     texts = [email.message_from_bytes(m.read_bytes(), policy=email.policy.default)

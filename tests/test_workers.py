@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 
-from newsletter.authoring.content import find_issue, load_issue
-from newsletter.authoring.render import render_issue
+from newsletter.authoring.content import find_issue
+from newsletter.authoring.render import render_edition
 from newsletter.config import load_settings
-from newsletter.sending.engine import SendOptions, content_hash
+from newsletter.sending.engine import SendOptions, plan_send
 from newsletter.sending.workers import work_once
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
@@ -34,10 +34,10 @@ def environment(database_url, url):
 
 def plan(workspace, database_url, count):
     settings = load_settings(workspace / "newsletter.toml", env={})
-    rendered = render_issue(load_issue(find_issue(settings, SLUG), settings), settings)
+    edition = render_edition(find_issue(settings, SLUG), settings)
     with Store.open(database_url) as store:
         make_list(store, workspace, count)
-        Ledger(store).plan(SLUG, rendered.subject, content_hash(rendered))
+        plan_send(edition, settings, Ledger(store))
 
 
 def test_three_workers_one_killed_nobody_twice_nobody_lost(workspace, database_url):

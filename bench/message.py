@@ -3,7 +3,8 @@
     .venv/bin/python bench/message.py [--count 100000] [--naive-count 1000] [--issue SLUG]
 
 The send engine needs ≥ 20,000 messages/s from ``MessageTemplate.personalise``. Recipients are
-distinct (address, unsubscribe token) and a third have non-ASCII names, as in the ASIT list.
+distinct (address, unsubscribe and preferences tokens) and a third have non-ASCII names, as in
+the ASIT list.
 The template is measured as the issue is written, and again with ``{{first_name}}`` in the subject.
 """
 
@@ -35,7 +36,8 @@ NAMES = [("Anna Kovacs", "Anna"), ("Žofia Nováková", "Žofia"), ("John O'Neil
 def recipients(count: int, base_url: str) -> list[Recipient]:
     return [Recipient(f"reader{i}@example{i % 97}.org", name=NAMES[i % len(NAMES)][0],
                       first_name=NAMES[i % len(NAMES)][1],
-                      unsubscribe_url=f"{base_url}/unsubscribe/{secrets.token_urlsafe(48)}")
+                      unsubscribe_url=f"{base_url}/unsubscribe/{secrets.token_urlsafe(48)}",
+                      preferences_url=f"{base_url}/preferences/{secrets.token_urlsafe(40)}")
             for i in range(count)]
 
 
@@ -43,6 +45,7 @@ def naive_message(rendered: RenderedIssue, settings: Settings, person: Recipient
     """What the template replaces: substitute, then let the stdlib build and encode it all."""
     values = {"{{first_name}}": person.first_name, "{{name}}": person.name,
               "{{email}}": person.email, "{{unsubscribe_url}}": person.unsubscribe_url,
+              "{{preferences_url}}": person.preferences_url,
               "{{web_url}}": f"{settings.base_url}/archive/{rendered.slug}/"}
     text, html = rendered.text, rendered.html
     for placeholder, value in values.items():

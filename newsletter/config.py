@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from newsletter.errors import ConfigError
+from newsletter.errors import ConfigError, InvalidValue
+from newsletter.values import clean_tags
 
 CONFIG_NAME = "newsletter.toml"
 # The default theme, shipped in the package: layouts, blocks, partials, the text part, the
@@ -25,6 +26,7 @@ CONFIG_NAME = "newsletter.toml"
 THEME_DIR = Path(__file__).parent / "theme"
 # Environment variables that override a key of the [newsletter] table.
 ENV_OVERRIDES = ("database_url", "secret_key", "base_url", "transport", "outbox_dir")
+TABLES = ("newsletter", "brand", "footer", "topics")  # the top-level tables of the file
 
 
 def _colour(value: str) -> str:
@@ -126,6 +128,36 @@ class Footer(_Table):
                 *self.social)
 
 
+class Topic(_Table):
+    """A tag readers may choose for themselves on the preferences page, with its name there.
+
+    The tag is the key of its table (``[topics.training]``): an issue whose ``audience`` names
+    it goes to whoever carries it, whether an import or the reader put it there."""
+
+    name: str = Field(min_length=1)
+    # Its name in other languages: {es = "Formación y eventos"}; the rest read ``name``.
+    translations: dict[Language, Annotated[str, Field(min_length=1)]] = {}
+
+    def in_language(self, language: str) -> str:
+        """The name in ``language`` (or its base language), else ``name``."""
+        return (self.translations.get(language)
+                or self.translations.get(language.split("-")[0]) or self.name)
+
+
+def _topic_tags(topics: dict[str, Topic]) -> dict[str, Topic]:
+    """Each key must be a tag as the list stores it, or no subscriber could ever match it."""
+    for key in topics:
+        try:
+            cleaned = clean_tags([key])
+        except InvalidValue as error:
+            raise ValueError(f"topic {key!r}: {error}") from None
+        if cleaned != [key]:
+            hint = f" (write {cleaned[0]!r})" if len(cleaned) == 1 else ""
+            raise ValueError(f"topic {key!r} is not a tag as subscribers carry it: lower case, "
+                             f"single spaces, none of ; , |{hint}")
+    return topics
+
+
 class Settings(_Table):
     """Everything configurable, validated once at start-up."""
 
@@ -169,6 +201,8 @@ class Settings(_Table):
     root: Path = Path(".")
     brand: Brand = Brand()
     footer: Footer = Footer()
+    # [topics.<tag>]: the tags readers choose on the preferences page, by their names.
+    topics: Annotated[dict[str, Topic], AfterValidator(_topic_tags)] = {}
 
     @model_validator(mode="after")
     def _check_fallback(self) -> Settings:
@@ -245,10 +279,10 @@ def load_settings(path: Path | str | None = None, env: Mapping[str, str] = os.en
 def settings_from_document(
     document: dict[str, Any], config_path: Path, env: Mapping[str, str] = os.environ
 ) -> Settings:
-    unknown = sorted(set(document) - {"newsletter", "brand", "footer"})
+    unknown = sorted(set(document) - set(TABLES))
     if unknown:
         raise ConfigError(f"{config_path}: {unknown[0]}: unknown table (expected newsletter, "
-                          "brand or footer)")
+                          "brand, footer or topics)")
     data: dict[str, Any] = dict(document.get("newsletter", {}))
     data.update({key: env[f"NEWSLETTER_{key.upper()}"] for key in ENV_OVERRIDES
                  if env.get(f"NEWSLETTER_{key.upper()}")})
@@ -256,7 +290,7 @@ def settings_from_document(
     data["root"] = root
     data.setdefault("database_url", f"sqlite:///{root / 'subscribers' / 'newsletter.db'}")
     data["outbox_dir"] = root / Path(data.get("outbox_dir", "outbox"))
-    for table in ("brand", "footer"):
+    for table in TABLES[1:]:
         if table in document:
             data[table] = document[table]
     try:
@@ -269,7 +303,7 @@ def _describe(config_path: Path, error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         loc = list(item["loc"])
-        table = loc.pop(0) if loc and loc[0] in ("brand", "footer") else "newsletter"
+        table = loc.pop(0) if loc and loc[0] in TABLES[1:] else "newsletter"
         key = ".".join([str(table), *(str(part) for part in loc)])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":

@@ -19,8 +19,9 @@ LANGUAGE_LENGTH = 35  # a BCP 47 tag as people use them (RFC 5646 §4.4.1 sugges
 
 # Per-recipient fields (built in, or an attribute by its name): left in the rendered email as
 # {{name}} and filled in at send time.
-PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "web_url")  # built in
-LINK_PLACEHOLDERS = ("unsubscribe_url", "web_url")  # no use in a subject
+PLACEHOLDERS = ("first_name", "name", "email", "unsubscribe_url", "preferences_url",
+                "web_url")  # built in
+LINK_PLACEHOLDERS = ("unsubscribe_url", "preferences_url", "web_url")  # no use in a subject
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")  # anything in braces, to report
 FIELD_RE = re.compile(r"\{\{\s*(\w+)\s*\}\}")  # what is filled in (checked beforehand)
 

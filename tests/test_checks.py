@@ -46,6 +46,15 @@ def test_a_link_that_is_only_an_attribute_is_refused(workspace, workspace_settin
                            "break in mail clients)")]
 
 
+def test_the_preferences_link_may_be_written_in_an_issue(workspace, workspace_settings):
+    """``{{preferences_url}}`` is one of our own links: a whole link target, like the
+    unsubscribe link, and no unknown placeholder."""
+    rendered = crafted(workspace, workspace_settings,
+                       "Choose your topics on [your page]({{preferences_url}}).")
+    assert 'href="{{preferences_url}}"' in rendered.html
+    assert check_rendered(rendered, workspace_settings) == []
+
+
 def test_missing_preheader_and_long_subject(workspace, workspace_settings):
     text = f"---\nsubject: {'A very long subject ' * 5}\ndate: 2025-05-01\n---\nx\n"
     rendered = render_issue(load(workspace, "2025-05-s", text, workspace_settings),
@@ -85,8 +94,8 @@ def test_missing_unsubscribe_and_unknown_placeholder(workspace, workspace_settin
         ("error", "unsubscribe", "the HTML part has no {{unsubscribe_url}} link"),
         ("error", "placeholders", "{{Unsubscribe URL}} is not a placeholder: did you mean "
          "{{unsubscribe_url}}? use {{first_name}}, {{name}}, {{email}}, {{unsubscribe_url}}, "
-         "{{web_url}} or a subscriber attribute as the import names it (e.g. {{organisation}}) "
-         "in the HTML part"),
+         "{{preferences_url}}, {{web_url}} or a subscriber attribute as the import names it "
+         "(e.g. {{organisation}}) in the HTML part"),
     ]
 
 

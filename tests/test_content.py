@@ -119,7 +119,8 @@ def test_every_problem_is_reported_with_file_and_line(workspace, workspace_setti
         "callout)",
         f"{path}:13: placeholder: {{{{First Name}}}} is not a placeholder: did you mean "
         "{{first_name}}? use {{first_name}}, {{name}}, {{email}}, {{unsubscribe_url}}, "
-        "{{web_url}} or a subscriber attribute as the import names it (e.g. {{organisation}})",
+        "{{preferences_url}}, {{web_url}} or a subscriber attribute as the import names it "
+        "(e.g. {{organisation}})",
         f"{path}:15: button: put a link inside: [Read the report](https://…)",
     ]
 
@@ -240,6 +241,7 @@ def test_the_subject_may_hold_names_and_attributes_but_not_links(workspace, work
                  workspace_settings)
     assert issue.meta.subject == "News for {{ first_name }} at {{organisation}}"
     for wrong, why in (("{{unsubscribe_url}}", r"is a link and cannot be filled in the subject"),
+                       ("{{preferences_url}}", r"is a link and cannot be filled in the subject"),
                        ("{{Organisation}}", r"is not a placeholder: did you mean "
                                             r"\{\{organisation\}\}\?")):
         text = f"---\ndate: 2025-05-01\nsubject: 'Leave: {wrong}'\n---\nx\n"

@@ -17,6 +17,7 @@ from newsletter.config import (
     Footer,
     Link,
     Settings,
+    Topic,
     load_settings,
     settings_from_document,
 )
@@ -60,8 +61,10 @@ def test_init_makes_a_folder_whose_first_issue_passes_check(folder):
 def test_init_documents_every_key_and_writes_no_secret(folder):
     text = (folder / "newsletter.toml").read_text()
     keys = set(re.findall(r"^#? ?(\w+) = ", text, flags=re.M))
-    tables = {"newsletter": Settings, "brand": Brand, "footer": Footer, "partners": Link}
-    internal = {"root", "brand", "footer", "secret_key", "partners", "social", "translations"}
+    tables = {"newsletter": Settings, "brand": Brand, "footer": Footer, "partners": Link,
+              "topics": Topic}
+    internal = {"root", "brand", "footer", "secret_key", "partners", "social", "translations",
+                "topics"}
     for model in tables.values():
         names = {field.alias or name for name, field in model.model_fields.items()}
         assert names - internal <= keys, f"undocumented in newsletter.toml: {names - keys}"
@@ -71,6 +74,7 @@ def test_init_documents_every_key_and_writes_no_secret(folder):
                          if not line.startswith("# ") or re.match(r"# (\w+ = |\[)", line))
     every = settings_from_document(tomllib.loads(examples), folder / "x.toml", env={})
     assert every.footer.partners and every.rate == 14  # every example, uncommented, is valid
+    assert every.topics["training"].in_language("fr") == "Formations et événements"
 
 
 def test_init_never_overwrites(folder):

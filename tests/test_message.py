@@ -33,6 +33,7 @@ from newsletter.message import (
 SLUG = "2025-04-asit-highlights"
 BASE = "https://newsletter.asit-project.eu"
 UNSUBSCRIBE = f"{BASE}/unsubscribe/tok.EN-123_abc"
+PREFERENCES = f"{BASE}/preferences/tok.PR-456_def"
 WEB = f"{BASE}/archive/{SLUG}/"
 # Every placeholder, with and without inner spaces, at the start, the end and side by side.
 GREETING_TEXT = "{{first_name}}: Dear {{ first_name }} ({{name}}, {{email}}){{web_url}}\n"
@@ -245,11 +246,42 @@ def test_configured_address_that_cannot_be_sent_from(asit: RenderedIssue, asit_s
 
 
 def test_bodies_decode_to_the_rendered_issue(asit: RenderedIssue, asit_settings: Settings):
-    raw = build_template(asit, asit_settings).personalise(recipient())
+    raw = build_template(asit, asit_settings).personalise(recipient(preferences_url=PREFERENCES))
     text, html_body = bodies(parse(raw))
-    assert text == fill(asit.text, web_url=WEB, unsubscribe_url=UNSUBSCRIBE)
-    assert html_body == fill(asit.html, web_url=WEB, unsubscribe_url=UNSUBSCRIBE)
+    links = {"web_url": WEB, "unsubscribe_url": UNSUBSCRIBE, "preferences_url": PREFERENCES}
+    assert text == fill(asit.text, **links)
+    assert html_body == fill(asit.html, **links)
     assert "{{" not in text + html_body
+    assert f"Manage your preferences: {PREFERENCES}\n" in text
+    assert re.search(f'<a href="{re.escape(PREFERENCES)}"[^>]*>Manage your preferences</a>',
+                     html_body)
+
+
+def test_without_a_preferences_link_the_footer_points_to_the_explanation(
+        asit: RenderedIssue, asit_settings: Settings):
+    """A message made without a subscriber's link (a hand-made Recipient) still links
+    somewhere useful: the page that says where the personal link is."""
+    text, html_body = bodies(parse(build_template(asit, asit_settings).personalise(recipient())))
+    assert f"Manage your preferences: {BASE}/preferences/\n" in text
+    assert f'<a href="{BASE}/preferences/" ' in html_body
+
+
+def test_a_translations_web_url_is_its_own_archive_page(asit_settings: Settings):
+    """Spanish readers who press "View in your browser" land on the Spanish archive page; a
+    reader's own web_url still wins."""
+    folder = find_issue(asit_settings, SLUG)
+    spanish = render_issue(load_issue(folder, asit_settings, "es"), asit_settings)
+    assert spanish.language == "es" and "{{web_url}}" in spanish.html
+    template = build_template(spanish, asit_settings)
+    text, html_body = bodies(parse(template.personalise(recipient(first_name="Ana"))))
+    assert f"{WEB}es/" in text and f'href="{WEB}es/"' in html_body
+    assert f'href="{WEB}"' not in html_body
+    own = bodies(parse(template.personalise(recipient(web_url=f"{BASE}/elsewhere"))))[1]
+    assert f'href="{BASE}/elsewhere"' in own and f"{WEB}es/" not in own
+    original = render_issue(load_issue(folder, asit_settings), asit_settings)
+    assert original.language == asit_settings.language
+    assert f'href="{WEB}"' in bodies(parse(build_template(original, asit_settings).personalise(
+        recipient())))[1]
 
 
 def test_every_placeholder_is_filled(greeting: RenderedIssue, asit_settings: Settings):
@@ -258,7 +290,7 @@ def test_every_placeholder_is_filled(greeting: RenderedIssue, asit_settings: Set
     text, html_body = bodies(parse(build_template(greeting, asit_settings).personalise(person)))
     values = {"first_name": "Seán", "name": "Seán O'Brien & Co",
               "email": "o'brien+news@example.org", "unsubscribe_url": UNSUBSCRIBE,
-              "web_url": f"{BASE}/archive/x?a=1&b=2"}
+              "preferences_url": f"{BASE}/preferences/", "web_url": f"{BASE}/archive/x?a=1&b=2"}
     assert text == fill(greeting.text, **values)
     assert html_body == fill(greeting.html, **{k: html.escape(v) for k, v in values.items()})
 
@@ -293,6 +325,20 @@ def test_long_values_and_lines_stay_within_limits(asit: RenderedIssue, asit_sett
     text, html_body = bodies(message)
     assert text.startswith(fill(long_line, unsubscribe_url=long_url) + "\n")
     assert html_body.endswith(fill(long_line, unsubscribe_url=long_url))
+
+
+def test_long_plain_values_are_cut_into_soft_lines(asit: RenderedIssue, asit_settings: Settings):
+    """Long values that need no escape (links, plain attributes) are only cut into lines, at
+    any character, a space before a soft break included; they decode to themselves."""
+    value = ("w" * 74 + " ") * 3 + "end"  # each 75-character line ends with a space
+    issue = dataclasses.replace(asit, text="{{organisation}}\n" + asit.text,
+                                html=asit.html + "{{organisation}}")
+    raw = build_template(issue, asit_settings).personalise(
+        recipient(attributes={"organisation": value}))
+    assert all(len(line) <= 76 for line in body_lines(raw))
+    assert raw.count(b"w =\r\n") == 6  # three lines in each part
+    text, html_body = bodies(parse(raw))
+    assert text.startswith(value + "\n") and html_body.endswith(value)
 
 
 def test_real_issue_lines_are_short(asit: RenderedIssue, asit_settings: Settings):

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import email
 import email.policy
+import re
 import threading
 
 import pytest
@@ -34,6 +35,7 @@ from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store, Subscriber
 from newsletter.store.ledger import Delivery, Ledger, Outcome, Sender
 from newsletter.store.models import utcnow
+from newsletter.tokens import Purpose, read_token
 from newsletter.transports.base import Quota
 from newsletter.transports.outbox import OutboxTransport
 from tests.helpers import Recording
@@ -412,6 +414,27 @@ def test_outbox_transport_end_to_end(store, rendered, settings_with_key, tmp_pat
     assert parsed["Subject"] == rendered.subject
 
 
+def test_every_message_links_its_readers_own_preferences_page(store, rendered,
+                                                              settings_with_key, tmp_path):
+    """Through the outbox: each reader's footer links a preferences page that names them,
+    in both parts, next to Unsubscribe."""
+    people = dict(zip(add_people(store, 3), (f"person{n}@example.org" for n in range(3)),
+                      strict=True))
+    run(rendered, settings_with_key, plan(store, rendered), OutboxTransport(tmp_path / "outbox"))
+    found = {}
+    for file in (tmp_path / "outbox" / SLUG).glob("*.eml"):
+        message = email.message_from_bytes(file.read_bytes(), policy=email.policy.default)
+        html = message.get_body(("html",)).get_content()
+        text = message.get_body(("plain",)).get_content()
+        links = re.findall(r'<a href="(https://newsletter\.asit-project\.eu/preferences/[^"]+)"'
+                           r"[^>]*>Manage your preferences</a>", html)
+        assert len(links) == 1 and f"Manage your preferences: {links[0]}\r\n" in text
+        assert "{{" not in html + text and "Unsubscribe</a> ·" in html
+        claim = read_token(settings_with_key, links[0].rpartition("/")[2], Purpose.PREFERENCES)
+        found[claim.subscriber_id] = message["To"].addresses[0].addr_spec
+    assert found == people
+
+
 def test_proofs_and_rehearsal_leave_the_ledger_alone(store, rendered, settings_with_key):
     add_people(store, 3)
     transport = Recording()
@@ -419,6 +442,8 @@ def test_proofs_and_rehearsal_leave_the_ledger_alone(store, rendered, settings_w
     assert [address for address, _ in sent] == ["editor@example.org"]
     message = email.message_from_bytes(transport.sent[0][1], policy=email.policy.default)
     assert message["Subject"] == f"[Proof] {rendered.subject}"
+    assert "https://newsletter.asit-project.eu/preferences/proof" in message.get_body(
+        ("plain",)).get_content()
     count, size, problems = rehearse(rendered, settings_with_key, store)
     assert (count, problems) == (3, []) and size > 3 * 10_000
     assert Ledger(store).send(SLUG) is None

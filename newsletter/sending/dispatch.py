@@ -32,7 +32,7 @@ from newsletter.errors import (
 from newsletter.message import MessageTemplate, Recipient, header_address
 from newsletter.sending.pacing import RateLimiter, backoff
 from newsletter.store.ledger import Claim, Ledger, Outcome
-from newsletter.tokens import unsubscribe_url
+from newsletter.tokens import preferences_url, unsubscribe_url
 from newsletter.transports.base import Envelope, Transport
 
 MAX_TRANSIENT_ATTEMPTS = 5
@@ -259,7 +259,8 @@ class Dispatcher:
         return Recipient(claim.email, name=claim.name, first_name=claim.first_name,
                          attributes=claim.attributes,
                          unsubscribe_url=unsubscribe_url(self.settings, claim.subscriber_id,
-                                                         self.issue))
+                                                         self.issue),
+                         preferences_url=preferences_url(self.settings, claim.subscriber_id))
 
     def send(self, claim: Claim, raw: bytes, envelope: Envelope) -> Outcome:
         attempts, throttled_for = 0, 0.0

@@ -33,7 +33,7 @@ from newsletter.sending.pacing import RateLimiter
 from newsletter.store import Status, Store
 from newsletter.store.ledger import Ledger
 from newsletter.store.rates import Rates
-from newsletter.tokens import unsubscribe_url
+from newsletter.tokens import preferences_url, unsubscribe_url
 from newsletter.transports.base import Envelope, Transport
 
 
@@ -108,7 +108,7 @@ def send_proofs(rendered: RenderedIssue, settings: Settings, transport: Transpor
     for number, address in enumerate(addresses, 1):
         raw = template.personalise(Recipient(
             address, unsubscribe_url=f"{settings.base_url}/unsubscribe/proof",
-            attributes=markers))
+            preferences_url=f"{settings.base_url}/preferences/proof", attributes=markers))
         envelope = Envelope(envelope_sender(settings), address, rendered.slug, f"proof-{number}")
         sent.append((address, transport.send(raw, envelope)))
     return sent
@@ -128,7 +128,8 @@ def rehearse(rendered: RenderedIssue, settings: Settings, store: Store,
                 size += len(template.personalise(Recipient(
                     person.email, name=person.name, first_name=person.first_name,
                     attributes=person.attributes,
-                    unsubscribe_url=unsubscribe_url(settings, person.id, rendered.slug))))
+                    unsubscribe_url=unsubscribe_url(settings, person.id, rendered.slug),
+                    preferences_url=preferences_url(settings, person.id))))
                 count += 1
             except InvalidAddress as error:
                 problems.append(str(error))

@@ -40,7 +40,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, sessionmaker
 
 from newsletter.addresses import parse_address
-from newsletter.errors import AddressSuppressed, AlreadySubscribed, SubscriberNotFound
+from newsletter.errors import (
+    AddressSuppressed,
+    AlreadySubscribed,
+    InvalidValue,
+    SubscriberNotFound,
+)
 from newsletter.store import database
 from newsletter.store.models import Consent, Subscriber, Suppression, first_name, utcnow
 from newsletter.store.suppression import address_hash, load_pepper
@@ -226,6 +231,21 @@ class Store:
             subscriber = _locked(session, subscriber_id)
             if subscriber.language != cleaned:
                 subscriber.language, subscriber.updated_at = cleaned, utcnow()
+        return subscriber
+
+    def set_topics(self, subscriber_id: int, topics: Collection[str],
+                   public: Collection[str]) -> Subscriber:
+        """Make a subscriber's tags among ``public`` exactly ``topics`` (a subset of it, else
+        InvalidValue); tags outside ``public`` (those the list's keepers gave) stay as they
+        are. Read and written under the row's lock, in one transaction."""
+        chosen, offered = set(clean_tags(topics)), set(clean_tags(public))
+        if not chosen <= offered:
+            raise InvalidValue(f"not a topic: {', '.join(sorted(chosen - offered))}")
+        with self._write.begin() as session:
+            subscriber = _locked(session, subscriber_id)
+            tags = sorted((set(subscriber.tags) - offered) | chosen)
+            if tags != subscriber.tags:
+                subscriber.tags, subscriber.updated_at = tags, utcnow()
         return subscriber
 
     def unsubscribe(self, requests: Sequence[tuple[int, str, str | None]]

@@ -18,7 +18,7 @@ from typing import IO, Any
 from werkzeug.wsgi import ClosingIterator
 
 logger = logging.getLogger("newsletter.web")
-_TOKEN_PATH = re.compile(r"^/(unsubscribe|confirm)/[^/]+")
+_TOKEN_PATH = re.compile(r"^/(unsubscribe|confirm|preferences)/[^/]+")
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]

@@ -18,7 +18,7 @@ from newsletter.i18n import N_, install, locale_dirs, long_date
 from newsletter.store import Store
 from newsletter.templating import TemplateLoader
 from newsletter.tokens import CONFIRM_MAX_AGE, Purpose, make_token
-from newsletter.web import archive_views, language, subscribe, unsubscribe
+from newsletter.web import archive_views, language, preferences, subscribe, unsubscribe
 from newsletter.web.access import AccessLog, DefaultHeaders
 from newsletter.web.context import Context
 from newsletter.web.pages import context, page, readable_on
@@ -49,7 +49,8 @@ def create_app(settings: Settings, *, store: Store | None = None) -> Flask:
     owns = store is None
     app.extensions["newsletter"] = Context(settings, store or Store.open(settings.database_url),
                                            owns_store=owns)
-    for blueprint in (unsubscribe.blueprint, subscribe.blueprint, archive_views.blueprint):
+    for blueprint in (unsubscribe.blueprint, preferences.blueprint, subscribe.blueprint,
+                      archive_views.blueprint):
         app.register_blueprint(blueprint)
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/webhooks/ses", view_func=ses_webhook, methods=["POST"])

@@ -104,6 +104,7 @@ def test_access_logs_mask_tokens_and_leave_out_queries(client, web_settings, sub
 def test_mask_path():
     assert mask_path("/confirm/abc.def") == "/confirm/***"
     assert mask_path("/unsubscribe/abc/undo") == "/unsubscribe/***/undo"
+    assert mask_path("/preferences/abc.def") == "/preferences/***"
     assert mask_path("/archive/2025-04/") == "/archive/2025-04/"
 
 

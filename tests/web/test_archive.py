@@ -74,6 +74,7 @@ def test_an_issue_page_has_neutral_values_and_no_token(client, sent, web_setting
     assert "{{" not in html and "%7B%7B" not in html
     assert "Dear friend, this went to  at ." in html  # attributes are nobody's either
     assert f'href="{web_settings.base_url}/unsubscribe/"' in html
+    assert f'href="{web_settings.base_url}/preferences/"' in html and 'href=""' not in html
     assert f'href="{web_settings.base_url}/archive/2025-06-pictures/"' in html
     assert not re.search(r"/unsubscribe/[A-Za-z0-9_-]{10,}", html)
     assert f'src="{web_settings.base_url}/archive/2025-06-pictures/photos/group.png"' in html

@@ -94,3 +94,32 @@ def test_the_unsubscribed_page_at_375_px(browser, server, web_settings, store, s
         assert undo.is_visible() and undo.bounding_box()["width"] <= PHONE["width"]
     finally:
         context.close()
+
+
+def test_the_preferences_page_at_375_px_in_greek(browser, server, web_settings, store,
+                                                 subscriber, screenshots):
+    """The longest words of the page (topic names, the language select, two buttons) fit a
+    phone; ticking a topic and saving works without JavaScript."""
+    from newsletter.tokens import preferences_url
+
+    store.set_language(subscriber.id, "el")
+    context = opened(browser, "el")
+    page = context.new_page()
+    try:
+        page.goto(server + path_of(preferences_url(web_settings, subscriber.id), web_settings))
+        fits_and_shows(page, "el", "Οι προτιμήσεις σας για το ASIT Newsletter", screenshots,
+                       "preferences")
+        for name in ("Αποθήκευση", "Διαγραφή"):
+            box = page.get_by_role("button", name=name, exact=True).bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+        topic = page.get_by_role("checkbox", name="Δικαιοσύνη και ποινική δίωξη")
+        box = topic.bounding_box()
+        assert box["width"] >= 18 and box["x"] + box["width"] <= PHONE["width"]
+        topic.check()
+        page.get_by_role("button", name="Αποθήκευση", exact=True).click()
+        page.get_by_role("heading", name="Οι προτιμήσεις σας αποθηκεύτηκαν").wait_for()
+        assert store.get(subscriber.id).tags == ["justice"]
+        fits_and_shows(page, "el", "Οι προτιμήσεις σας αποθηκεύτηκαν", screenshots,
+                       "preferences-saved")
+    finally:
+        context.close()

@@ -6,7 +6,7 @@ from sqlalchemy import MetaData, select
 
 from newsletter.store import Status
 from newsletter.store.ledger import Ledger
-from newsletter.tokens import confirm_url, unsubscribe_url
+from newsletter.tokens import confirm_url, preferences_url, unsubscribe_url
 from tests.web.conftest import path_of
 
 # Reflecting takes longer than reading the rows; every test database has the same schema.
@@ -32,11 +32,13 @@ def test_no_get_changes_anything(client, ctx, store, add, web_settings):
     Ledger(store).plan("2025-04-asit-highlights", "ASIT April", "hash")
     paths = ["/subscribe", "/subscribe?email=new%40example.org&name=New", "/archive/",
              "/archive/2025-04-asit-highlights/", "/archive/nope/", "/unsubscribe/",
-             "/healthz", "/webhooks/ses", "/confirm/nonsense", "/unsubscribe/nonsense"]
+             "/healthz", "/webhooks/ses", "/confirm/nonsense", "/unsubscribe/nonsense",
+             "/preferences/", "/preferences/nonsense"]
     for person in [*people, erased]:
         unsubscribe = path_of(unsubscribe_url(web_settings, person.id, "2025-04"), web_settings)
         paths += [unsubscribe, f"{unsubscribe}/undo",
-                  path_of(confirm_url(web_settings, person.id), web_settings)]
+                  path_of(confirm_url(web_settings, person.id), web_settings),
+                  path_of(preferences_url(web_settings, person.id), web_settings)]
     before = snapshot(store)
     codes = {}
     for path in paths:

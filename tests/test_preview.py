@@ -2,7 +2,6 @@
 
 import json
 import os
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -11,18 +10,21 @@ import pytest
 
 from newsletter.authoring.preview import Preview, make_server
 from newsletter.config import load_settings
+from tests.helpers import serving
+
+
+def previewing(workspace, slug):
+    """A preview server of one issue of the workspace: (its folder, its URL) while it runs."""
+    folder = workspace / "issues" / slug
+    server = make_server(Preview(folder, lambda: load_settings(workspace / "newsletter.toml",
+                                                               env={})), port=0)
+    with serving(server):
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture
 def preview(workspace):
-    folder = workspace / "issues" / "2025-05-twinning-and-training"
-    server = make_server(Preview(folder, lambda: load_settings(workspace / "newsletter.toml",
-                                                               env={})), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from previewing(workspace, "2025-05-twinning-and-training")
 
 
 def get(url: str) -> tuple[int, str, str]:
@@ -91,14 +93,7 @@ def test_serves_local_images_of_the_issue_only(preview):
 @pytest.fixture
 def translated(workspace):
     """A preview of the ASIT highlights, which has a Spanish translation (Spanish is offered)."""
-    folder = workspace / "issues" / "2025-04-asit-highlights"
-    server = make_server(Preview(folder, lambda: load_settings(workspace / "newsletter.toml",
-                                                               env={})), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    yield from previewing(workspace, "2025-04-asit-highlights")
 
 
 def test_the_page_has_a_switch_between_the_versions(translated):

@@ -20,7 +20,8 @@ demo: $(VENV)/.installed
 	@echo
 	@echo "The ASIT issue went to the sample list through the outbox transport:"
 	@echo "  one message per subscriber in $(CURDIR)/outbox/2025-04-asit-highlights/ (open any .eml in a mail client)"
-	@echo "  the rendered issues in $(CURDIR)/out/<issue>/email.html"
+	@echo "  the rendered issues in $(CURDIR)/out/<issue>/email.html (the Spanish translation in es/,"
+	@echo "  which went to the list's Spanish readers)"
 	@echo "  the ledger: $(BIN)/newsletter status 2025-04-asit-highlights"
 	@echo "Run it again: nobody is mailed twice. Edit an issue with a live preview:"
 	@echo "  $(BIN)/newsletter preview 2025-04-asit-highlights"

@@ -7,10 +7,11 @@
 Three parts, each measured against a target of issue 4:
 
 1. Personalised MIME messages/s on one core for the ASIT issue (target ≥ 20,000): the template
-   alone, the engine's per-recipient unsubscribe token alone, both, and the engine's whole
-   per-recipient step (``Dispatcher.deliver`` into a transport that discards): the CPU of a
-   send minus I/O and the ledger. Pinned to one CPU and timed in CPU time (``thread_time``), so
-   that other processes on a shared machine disturb it less; best and median of the rounds.
+   alone, the engine's per-recipient signed links alone (unsubscribe, preferences), both, and
+   the engine's whole per-recipient step (``Dispatcher.deliver`` into a transport that
+   discards): the CPU of a send minus I/O and the ledger. Pinned to one CPU and timed in CPU
+   time (``thread_time``), so that other processes on a shared machine disturb it less; best
+   and median of the rounds.
 2. Sustained sends/s through the real engine (``send_issue``, SQLite ledger) and the real
    ``ses`` transport (boto3) to ``tests/fakeses.py`` running as a separate process that answers
    after 50 ms (target ≥ 1,000 msgs/s with the rate set to 1,000, and never more than the rate
@@ -239,8 +240,8 @@ def personalise_part(count: int, rounds: int, folder: Path) -> None:
         people = [dispatcher.recipient(claim) for claim in claims]  # tokens made beforehand
         steps: list[tuple[str, Callable[[Any], object], Sequence[Any]]] = [
             ("personalise only", template.personalise, people),
-            ("unsubscribe token only", dispatcher.recipient, claims),
-            ("personalise + unsubscribe token",
+            ("links signed (unsubscribe, preferences)", dispatcher.recipient, claims),
+            ("personalise + signed links",
              lambda claim: template.personalise(dispatcher.recipient(claim)), claims),
             ("engine deliver(), discarding", dispatcher.deliver, claims),
         ]
@@ -451,7 +452,7 @@ PROFILE_RULES = [
     ("boto3: events, hooks, retries, rest", r"botocore/|boto3/"),
     ("SES request: body, answer", r"newsletter/transports/"),
     ("personalise (MIME)", r"newsletter/message\.py"),
-    ("unsubscribe token", r"newsletter/tokens\.py"),
+    ("signed links", r"newsletter/tokens\.py"),
     ("ledger: claim", r"\b_claim \([^)]*ledger\.py"),
     ("ledger: record", r"\b_record \([^)]*ledger\.py"),
     ("ledger: hand over", r"\b_hand_over \([^)]*ledger\.py"),

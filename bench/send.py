@@ -257,7 +257,7 @@ def personalise_part(count: int, rounds: int, folder: Path) -> None:
     for label, found in rates.items():
         best, median = max(found), statistics.median(found)
         note = ""
-        if not label.startswith("unsubscribe"):
+        if not label.startswith("signed links"):
             note = f"  target {PERSONALISE_TARGET:,}: " + (
                 "met" if best >= PERSONALISE_TARGET else "MISSED")
         print(f"   {label:<34} {best:>9,.0f} msgs/s  {median:>9,.0f} msgs/s  "

@@ -240,7 +240,7 @@ def personalise_part(count: int, rounds: int, folder: Path) -> None:
         people = [dispatcher.recipient(claim) for claim in claims]  # tokens made beforehand
         steps: list[tuple[str, Callable[[Any], object], Sequence[Any]]] = [
             ("personalise only", template.personalise, people),
-            ("links signed (unsubscribe, preferences)", dispatcher.recipient, claims),
+            ("signed links only", dispatcher.recipient, claims),
             ("personalise + signed links",
              lambda claim: template.personalise(dispatcher.recipient(claim)), claims),
             ("engine deliver(), discarding", dispatcher.deliver, claims),

@@ -213,12 +213,16 @@ def build_template(rendered: RenderedIssue, settings: Settings, *, list_id: str 
         _merge(parts), domain=domain, fallback=_one_line(settings.first_name_fallback),
         subject=rendered.subject if "Subject" in parts else "",
         # A translation's readers are sent to its own archive page, not to the original.
-        web_url=f"{settings.base_url}/archive/{quote(rendered.slug)}/" + (
-            f"{quote(rendered.language)}/"
-            if rendered.language not in ("", settings.language) else ""),
+        web_url=archive_url(settings, rendered.slug, rendered.language or None),
         preferences_url=f"{settings.base_url}/preferences/",
         mailto=f",\r\n <mailto:{_config_address('unsubscribe_mailto', mailto)}"
                "?subject=unsubscribe>" if mailto else "")
+
+
+def archive_url(settings: Settings, slug: str, language: str | None = None) -> str:
+    """The public address of an issue's archive page: the original's, or a translation's."""
+    url = f"{settings.base_url}/archive/{quote(slug)}/"
+    return url if language in (None, settings.language) else f"{url}{quote(str(language))}/"
 
 
 def sample_message(rendered: RenderedIssue, settings: Settings) -> bytes:

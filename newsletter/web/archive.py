@@ -20,12 +20,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 from newsletter.authoring.content import FIELD_RE, ISSUE_FILE, load_issue, translation_files
 from newsletter.authoring.render import render_issue
 from newsletter.config import Settings
 from newsletter.i18n import display_name, translations
+from newsletter.message import archive_url
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
 
@@ -137,12 +137,6 @@ class Archive:
                                self.languages(folder))
         return Page(version, filled, frozenset(p.resolve() for p in issue.assets),
                     rendered.language)
-
-
-def archive_url(settings: Settings, slug: str, language: str | None = None) -> str:
-    """The public address of an issue's archive page: the original's, or a translation's."""
-    url = f"{settings.base_url}/archive/{quote(slug)}/"
-    return url if language in (None, settings.language) else f"{url}{quote(str(language))}/"
 
 
 def neutral_values(settings: Settings, slug: str, language: str | None = None

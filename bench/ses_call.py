@@ -88,16 +88,16 @@ def main() -> None:
         os.environ.update(aws_environment(url))
         from newsletter.transports.ses import (
             SesTransport,
-            _make_client,
-            _session,
+            aws_session,
             build_request,
             client_config,
+            make_client,
             request_body,
         )
 
         config = client_config(1)
-        session = _session()
-        client = _make_client(session, "sesv2", config)  # the old path: boto3 itself
+        session = aws_session()
+        client = make_client(session, "sesv2", config)  # the old path: boto3 itself
         transport = SesTransport(session, config)
         request = build_request(raw, envelope)
         body = request_body(raw, envelope)

@@ -250,9 +250,14 @@ class Settings(_Table):
         return (self.templates_dir, THEME_DIR)
 
     @property
+    def sender_address(self) -> str:
+        """The address of ``from``, without the name."""
+        return parseaddr(self.sender)[1]
+
+    @property
     def domain(self) -> str:
         """The sending domain, used for Message-IDs and List-Id."""
-        return parseaddr(self.sender)[1].rpartition("@")[2].lower()
+        return self.sender_address.rpartition("@")[2].lower()
 
 
 def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
@@ -312,3 +317,17 @@ def _describe(config_path: Path, error: ValidationError) -> str:
         hint = f" (or set {env_name})" if env_name and item["type"] == "missing" else ""
         lines.append(f"{config_path}: {key}: {message}{hint}")
     return "\n".join(lines)
+
+
+def write_settings(config_path: Path, values: Mapping[str, Any]) -> None:
+    """Set keys of the [newsletter] table in the file, keeping its comments and layout
+    (tomlkit edits the document in place); the result must still load."""
+    import tomlkit
+
+    document = tomlkit.parse(config_path.read_text(encoding="utf-8"))
+    table = document.setdefault("newsletter", tomlkit.table())
+    for key, value in values.items():
+        table[key] = value
+    text = tomlkit.dumps(document)
+    settings_from_document(tomllib.loads(text), config_path)  # refuse to write a broken file
+    config_path.write_text(text, encoding="utf-8")

@@ -75,9 +75,9 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from newsletter.cli import events, folder, issues, scheduling, sending, subscribers, web
+    from newsletter.cli import events, folder, issues, scheduling, sending, ses, subscribers, web
 
-    for module in (folder, issues, subscribers, sending, scheduling, web, events):
+    for module in (folder, issues, subscribers, sending, scheduling, web, events, ses):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -163,7 +163,7 @@ class SesTransport(Transport):
                  configuration_set: str | None = None):
         self.configuration_set = configuration_set
         self._session, self._config = session, config
-        self._client = _make_client(session, "sesv2", config)
+        self._client = make_client(session, "sesv2", config)
         self._http = SendEmailHttp(self._client, session)
         self._attempts = total_attempts(self._client.meta.config)  # ours, or AWS_MAX_ATTEMPTS
         self._v1: Any = None  # the SES v1 client, made when GetAccount turns out unavailable
@@ -174,7 +174,7 @@ class SesTransport(Transport):
                       config: Config | None = None) -> SesTransport:
         """The transport for ``settings``; ConfigError if AWS has no region or credentials."""
         if session is None:
-            session = _session()
+            session = aws_session()
         config = config or client_config(settings.concurrency, read_timeout=settings.ses_timeout)
         return cls(session, config, configuration_set=settings.ses_configuration_set)
 
@@ -228,7 +228,7 @@ class SesTransport(Transport):
     def _ses_v1(self) -> Any:
         with self._lock:
             if self._v1 is None:
-                self._v1 = _make_client(self._session, "ses", self._config)
+                self._v1 = make_client(self._session, "ses", self._config)
             return self._v1
 
     def close(self) -> None:
@@ -244,14 +244,15 @@ class SesTransport(Transport):
 # ---------------------------------------------------------------- clients
 
 
-def _session() -> boto3.session.Session:
+def aws_session() -> boto3.session.Session:
+    """A session from boto3's own chain, with AWS_REGION honoured (see the module docstring)."""
     try:
         return boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
     except BotoCoreError as error:  # e.g. ProfileNotFound for a wrong AWS_PROFILE
         raise ConfigError(f"AWS configuration for SES: {error}") from None
 
 
-def _make_client(session: boto3.session.Session, service: str, config: Config) -> Any:
+def make_client(session: boto3.session.Session, service: str, config: Config) -> Any:
     """A client, or ConfigError naming what to set (botocore would only fail at the first send)."""
     try:
         if not session.region_name:

@@ -139,10 +139,9 @@ def test_setup_on_an_empty_account_then_doctor_finds_everything_in_place(
         (f"bounce.{DOMAIN}", "MX", f"10 feedback-smtp.{REGION}.amazonses.com"),
         (f"bounce.{DOMAIN}", "TXT", "v=spf1 include:amazonses.com ~all"),
         (f"_dmarc.{DOMAIN}", "TXT", "v=DMARC1; p=none;")}
-    queue_url = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/asit-newsletter-events"
     assert outcome.settings["ses_configuration_set"] == "asit-newsletter"
     assert outcome.settings["sns_topic_arns"] == [TOPIC]
-    assert outcome.settings["sqs_queue_url"].endswith("/asit-newsletter-events")
+    assert outcome.settings["sqs_queue_url"].endswith(f"{ACCOUNT}/asit-newsletter-events")
     destination = ses.state.destinations["asit-newsletter"]["newsletter-events"]
     assert destination["Enabled"] and destination["SnsDestination"] == {"TopicArn": TOPIC}
     assert {"BOUNCE", "COMPLAINT", "DELIVERY", "OPEN", "CLICK"} <= set(
@@ -152,13 +151,14 @@ def test_setup_on_an_empty_account_then_doctor_finds_everything_in_place(
     queue = next(a for url, a in state["queues"].items() if url.endswith("-events"))
     assert "dead-letters" in json.loads(queue["RedrivePolicy"])["deadLetterTargetArn"]
     assert "sns.amazonaws.com" in queue["Policy"]
-    del queue_url
 
     ses.verify(DOMAIN)  # what SES does once the DKIM records are published
+    writes, state = list(ses.writes), moto_state()
     with published(outcome) as nameserver:
         checks = by_id(diagnose(configured(settings, outcome),
                                 resolver=dns.make_resolver(nameserver.address)))
     assert {c.id: c.status for c in checks.values() if c.status != "ok"} == {}, checks
+    assert (ses.writes, moto_state()) == (writes, state)  # the doctor only reads
     assert "opens and clicks" not in checks["event-destination"].message
 
 

@@ -14,6 +14,7 @@ import re
 import socket
 import subprocess
 import sys
+import textwrap
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -388,29 +389,33 @@ def test_the_commands_end_to_end(ses: FakeSesAccount, workspace: Path, moto_url:
         assert "testing-secret-never-printed" not in output.stdout + output.stderr
 
 
+# Runs `newsletter ARGS` on a pseudo-terminal and answers "y" to its question.
+ANSWER_YES = textwrap.dedent("""
+    import os, pty, sys
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(sys.executable, [sys.executable, "-m", "newsletter", *sys.argv[1:]])
+    out = b""
+    while b"Write them" not in out:
+        out += os.read(fd, 4096)
+    os.write(fd, b"y\\n")
+    try:
+        while chunk := os.read(fd, 4096):
+            out += chunk
+    except OSError:  # the terminal closed with the child
+        pass
+    os.waitpid(pid, 0)
+    sys.stdout.write(out.decode())
+""")
+
+
 def test_setup_writes_the_settings_only_when_asked(
         ses: FakeSesAccount, workspace: Path, moto_url: str, tmp_path: Path) -> None:
     """On a terminal setup asks; a yes writes the lines, keeping the file's comments."""
     env = aws_environment(moto_url, ses.url, tmp_path)
-    script = (
-        "import sys, pty, os\n"
-        "os.environ.update(%r)\n"
-        "pid, fd = pty.fork()\n"
-        "if pid == 0:\n"
-        "    os.execv(sys.executable, [sys.executable, '-m', 'newsletter', 'ses', 'setup'])\n"
-        "out = b''\n"
-        "while b'Write them' not in out:\n"
-        "    out += os.read(fd, 4096)\n"
-        "os.write(fd, b'y\\n')\n"
-        "try:\n"
-        "    while chunk := os.read(fd, 4096):\n"
-        "        out += chunk\n"
-        "except OSError:\n"
-        "    pass\n"
-        "os.waitpid(pid, 0)\n"
-        "sys.stdout.write(out.decode())\n") % env
-    answer = subprocess.run([sys.executable, "-c", script], cwd=workspace, capture_output=True,
-                            text=True, timeout=120)
+    answer = subprocess.run([sys.executable, "-c", ANSWER_YES, "ses", "setup"], cwd=workspace,
+                            env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=120)
     assert "Wrote ses_configuration_set, sns_topic_arns" in answer.stdout, answer.stdout
     written = load_settings(workspace / "newsletter.toml")
     assert written.ses_configuration_set == "asit-newsletter"

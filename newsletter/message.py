@@ -29,7 +29,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from email import base64mime, quoprimime
@@ -95,9 +95,15 @@ class Edition:
 
     def version_for(self, settings: Settings, reader_language: str | None) -> str:
         """The language of the version a reader of ``reader_language`` (None: unknown) gets."""
-        chain = settings.fallback_chain(reader_language)
-        return next((language for language in chain if language in self.versions),
-                    self.original.language)
+        return version_for(settings, self.versions, reader_language)
+
+
+def version_for(settings: Settings, languages: Collection[str],
+                reader_language: str | None) -> str:
+    """Of the versions in ``languages``, the language a reader of ``reader_language`` (None:
+    unknown) gets: theirs, else the first of its fallbacks there, else the original."""
+    chain = settings.fallback_chain(reader_language)
+    return next((language for language in chain if language in languages), settings.language)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

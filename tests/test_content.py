@@ -110,7 +110,7 @@ def test_every_problem_is_reported_with_file_and_line(workspace, workspace_setti
         f"{path}:2: subject: String should have at least 1 character",
         f"{path}:3: date: Input should be a valid date or datetime, input is too short",
         f"{path}:4: colour: unknown field (known: subject, preheader, date, send_at, audience, "
-        "template, hero)",
+        "template, hero, trigger)",
         f"{path}:6: heading: use '##' for section headings; the issue title goes in the front "
         "matter (hero.title)",
         f"{path}:8: image: https://example.org/a.png: missing alt text "

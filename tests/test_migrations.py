@@ -11,7 +11,8 @@ import newsletter.store.events
 import newsletter.store.ledger
 import newsletter.store.limits
 import newsletter.store.rates
-import newsletter.store.schedules  # noqa: F401
+import newsletter.store.schedules
+import newsletter.store.triggers  # noqa: F401
 from newsletter.store import Store
 from newsletter.store import database as schema
 from newsletter.store.models import Base
@@ -33,4 +34,4 @@ def test_the_migrations_build_exactly_the_models(store):
 def test_every_table_is_modelled(store):
     assert set(Base.metadata.tables) == {
         "subscribers", "consents", "suppressions", "store_meta", "sends", "deliveries",
-        "senders", "events", "schedules", "leases", "rates", "web_limits"}
+        "senders", "events", "schedules", "leases", "rates", "web_limits", "triggers"}

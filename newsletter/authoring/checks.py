@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Literal
 
 from newsletter.authoring.content import (
+    ISSUE_FILE,
     LINK_PLACEHOLDERS,
     PLACEHOLDER_RE,
+    WELCOME,
     Issue,
     load_issue,
     placeholder_problem,
     translation_files,
+    triggered_issues,
 )
 from newsletter.authoring.render import RenderedIssue, render_issue
 from newsletter.authoring.translations import compare
@@ -61,6 +64,8 @@ def check_issue(folder: Path, settings: Settings) -> list[Finding]:
         translation = _checked_version(folder, settings, language, findings)
         if original and translation:
             findings += [_error(problem) for problem in compare(original, translation)]
+    if original and original.meta.trigger:
+        findings += _trigger_findings(original, settings)
     missing = [language for language in settings.offered_languages[1:] if language not in files]
     if missing:
         readers = ", ".join(f"{language} → {settings.fallback_chain(language)[1]}"
@@ -85,6 +90,47 @@ def _checked_version(folder: Path, settings: Settings, language: str | None,
         found = [Finding("error", "render", str(error))]
     findings += [Finding(f.severity, f.rule, label + f.message) for f in found]
     return issue
+
+
+def _trigger_findings(issue: Issue, settings: Settings) -> list[Finding]:
+    """A sequence step must follow an issue that exists, the welcome issue must be one, and
+    steps must not follow each other round in a circle."""
+    trigger = issue.meta.trigger
+    if trigger is None or trigger.welcome:
+        return []
+    triggers = triggered_issues(settings)
+    line = _line_of(issue.source, "after:")
+
+    def error(message: str) -> list[Finding]:
+        return [_error(Problem(issue.source, line, "trigger.after", message))]
+
+    welcome = sorted(slug for slug, meta in triggers.items() if meta.trigger and
+                     meta.trigger.welcome)
+    chain, step = [issue.slug], trigger.after
+    while step is not None:
+        if step == WELCOME:
+            if len(welcome) != 1:
+                return error("no issue has 'trigger: welcome'" if not welcome else
+                             f"several issues have 'trigger: welcome' ({', '.join(welcome)}): "
+                             "name the one to follow by its slug")
+            step = welcome[0]
+        if step in chain:
+            return error(f"the sequence goes round in a circle: {' → '.join([*chain, step])}")
+        if not (settings.issues_dir / step / ISSUE_FILE).is_file():
+            return error(f"no issue {step!r} to follow (a slug of issues/, or 'welcome')")
+        chain.append(step)
+        followed = triggers[step].trigger if step in triggers else None
+        step = followed.after if followed else None
+    return []
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The first line of the file holding ``text`` (1 if none does)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 1
+    return next((number for number, line in enumerate(lines, 1) if text in line), 1)
 
 
 def _error(problem: Problem) -> Finding:

@@ -15,7 +15,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from newsletter.authoring.body import (
     DIRECTIVES,
@@ -35,10 +42,36 @@ from newsletter.config import Settings
 from newsletter.errors import ContentError, IssueNotFound, Problem
 from newsletter.values import FIELD_RE, LINK_PLACEHOLDERS, PLACEHOLDER_RE, PLACEHOLDERS
 
-__all__ = ["DIRECTIVES", "FIELD_RE", "ISSUE_FILE", "LINK_PLACEHOLDERS", "PLACEHOLDERS",
-           "PLACEHOLDER_RE", "Block", "Button", "Callout", "Columns", "FrontMatter", "Hero",
-           "Image", "Issue", "Landmark", "Partners", "Section", "Text", "find_issue", "load_issue",
-           "parse_send_at", "placeholder_problem", "translation_files"]
+__all__ = [
+    "DIRECTIVES",
+    "FIELD_RE",
+    "ISSUE_FILE",
+    "LINK_PLACEHOLDERS",
+    "PLACEHOLDERS",
+    "PLACEHOLDER_RE",
+    "WELCOME",
+    "Block",
+    "Button",
+    "Callout",
+    "Columns",
+    "FrontMatter",
+    "Hero",
+    "Image",
+    "Issue",
+    "Landmark",
+    "Partners",
+    "Section",
+    "Text",
+    "Trigger",
+    "find_issue",
+    "load_issue",
+    "parse_duration",
+    "parse_send_at",
+    "placeholder_problem",
+    "read_front_matter",
+    "translation_files",
+    "triggered_issues",
+]
 
 ISSUE_FILE = "issue.md"
 TRANSLATION_RE = re.compile(r"issue\.([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)\.md")  # issue.bg.md
@@ -60,6 +93,32 @@ class Hero(_FrontMatterModel):
     alt: str | None = None
 
 
+WELCOME = "welcome"
+
+
+class Trigger(_FrontMatterModel):
+    """When a triggered issue goes to each subscriber: as they become active (``trigger:
+    welcome``), or ``delay`` after they received the issue ``after`` names (a slug, or
+    ``welcome`` for the welcome issue)."""
+
+    after: str | None = Field(default=None, min_length=1)
+    delay: dt.timedelta = dt.timedelta(0)
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _parse_delay(cls, value: Any) -> Any:
+        return parse_duration(value)
+
+    @property
+    def welcome(self) -> bool:
+        return self.after is None
+
+    def describe(self) -> str:
+        if self.welcome:
+            return "welcome (when a subscriber joins)"
+        return f"{describe_duration(self.delay)} after {self.after}"
+
+
 class FrontMatter(_FrontMatterModel):
     subject: str = Field(min_length=1)
     preheader: str = ""
@@ -68,6 +127,24 @@ class FrontMatter(_FrontMatterModel):
     audience: tuple[str, ...] = ()
     template: str | None = None
     hero: Hero | None = None
+    trigger: Trigger | None = None
+
+    @field_validator("trigger", mode="before")
+    @classmethod
+    def _welcome(cls, value: Any) -> Any:
+        if value == WELCOME:
+            return {}
+        if isinstance(value, str):
+            raise ValueError(f"expected 'welcome' or {{after: SLUG, delay: \"3 days\"}}, "
+                             f"got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_time(self) -> FrontMatter:
+        if self.trigger is not None and self.send_at is not None:
+            raise ValueError("send_at: a triggered issue goes to each subscriber at their own "
+                             "time; remove send_at or trigger")
+        return self
 
     @field_validator("subject")
     @classmethod
@@ -97,6 +174,35 @@ class Issue:
     language: str = ""  # of this version: the newsletter's language for issue.md
     source: Path = Path()  # the file: issue.md, or issue.<lang>.md for a translation
     outline: tuple[Landmark, ...] = field(default=(), compare=False)  # see translations.py
+
+
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(second|minute|hour|day)s?", re.IGNORECASE)
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """``3 days``, ``12 hours``, ``1 day 6 hours``, ``90 minutes``, ``30 seconds`` (or a number
+    of seconds) → a timedelta."""
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return dt.timedelta(seconds=value)
+    text = str(value).strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or not re.fullmatch(r"(?:[\s,]|and)*", _DURATION_PART.sub("", text)):
+        raise ValueError(f"expected a duration like '3 days', '12 hours' or '90 minutes', "
+                         f"got {value!r}")
+    return dt.timedelta(seconds=sum(float(n) * _UNITS[unit.lower()] for n, unit in parts))
+
+
+def describe_duration(delta: dt.timedelta) -> str:
+    """``3 days``, ``1 day 6 hours``, ``0 seconds``: the largest units first."""
+    seconds, words = int(delta.total_seconds()), []
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        count, seconds = divmod(seconds, size)
+        if count:
+            words.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(words) or "0 seconds"
 
 
 def parse_send_at(value: Any) -> dt.datetime:
@@ -159,6 +265,48 @@ def load_issue(folder: Path, settings: Settings, language: str | None = None) ->
         raise ContentError([Problem(path, 1, "file", f"not UTF-8 ({error.reason})")]) from None
     return _IssueParser(path, source, settings).parse(
         settings.language if original else str(language))
+
+
+def read_front_matter(folder: Path, settings: Settings) -> FrontMatter:
+    """Only the front matter of ``folder/issue.md`` (the scheduler looks for triggers in every
+    issue on each pass: the body is not needed for that); ContentError if it is invalid."""
+    path = folder / ISSUE_FILE
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ContentError([Problem(path, 1, "file", f"not UTF-8 ({error.reason})")]) from None
+    parser = _IssueParser(path, source, settings)
+    meta, _, _ = parser.split_front_matter()
+    if meta is None:
+        raise ContentError(parser.problems)
+    return meta
+
+
+_FRONT_MATTER_CACHE: dict[Path, tuple[tuple[int, int], FrontMatter | None]] = {}
+
+
+def triggered_issues(settings: Settings) -> dict[str, FrontMatter]:
+    """The front matter of every issue with a ``trigger``, by slug. It is read again only
+    from files that changed since the last call (a scheduler asks on every pass; a stat is
+    cheap, YAML is not); issues whose front matter is invalid are left out (``check`` reports
+    them)."""
+    found = {}
+    for path in sorted(settings.issues_dir.glob(f"*/{ISSUE_FILE}")):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = _FRONT_MATTER_CACHE.get(path)
+        if cached is None or cached[0] != stamp:
+            try:
+                meta: FrontMatter | None = read_front_matter(path.parent, settings)
+            except (ContentError, OSError):
+                meta = None
+            cached = _FRONT_MATTER_CACHE[path] = (stamp, meta)
+        if cached[1] is not None and cached[1].trigger is not None:
+            found[path.parent.name] = cached[1]
+    return found
 
 
 def translation_files(folder: Path) -> dict[str, Path]:
@@ -237,8 +385,9 @@ class _IssueParser:
                 loc = tuple(item["loc"])
                 message = item["msg"].removeprefix("Value error, ")
                 if item["type"] == "extra_forbidden":
-                    message = "unknown field (known: " + ", ".join(
-                        FrontMatter.model_fields if len(loc) == 1 else Hero.model_fields) + ")"
+                    model = _NESTED.get(str(loc[0]), FrontMatter) if len(loc) > 1 else \
+                        FrontMatter
+                    message = "unknown field (known: " + ", ".join(model.model_fields) + ")"
                 elif item["type"] == "missing":
                     message = "required field is missing"
                 self.problem(_node_line(node, loc), ".".join(map(str, loc)), message)
@@ -247,6 +396,9 @@ class _IssueParser:
     # -- body
 
 # ---------------------------------------------------------------- helpers
+
+_NESTED: dict[str, type[BaseModel]] = {"hero": Hero, "trigger": Trigger}
+
 
 
 def _node_line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:

@@ -75,9 +75,21 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 def _register() -> None:
-    from newsletter.cli import events, folder, issues, scheduling, sending, ses, subscribers, web
+    from newsletter.cli import (
+        events,
+        folder,
+        issues,
+        reports,
+        scheduling,
+        sending,
+        ses,
+        subscribers,
+        triggers,
+        web,
+    )
 
-    for module in (folder, issues, subscribers, sending, scheduling, web, events, ses):
+    for module in (folder, issues, subscribers, sending, scheduling, triggers, web, events,
+                   ses, reports):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -14,14 +14,27 @@ from newsletter.errors import NewsletterError
 @click.option("--at", "when", metavar="WHEN",
               help="'2025-10-06 09:00 Europe/Sofia' or '2025-10-06T09:00+03:00' "
                    "(default: the issue's send_at).")
+@click.option("--confirm-risk", is_flag=True,
+              help="Send it even though the last issue's complaint rate crossed SES's pause "
+                   "threshold (releases an issue the scheduler held for that, at its time).")
 @pass_env
-def schedule(env: Env, issue: str, when: str | None) -> None:
+def schedule(env: Env, issue: str, when: str | None, confirm_risk: bool) -> None:
     """Schedule an issue to be sent by `newsletter scheduler` at its time."""
     from newsletter.sending.scheduling import local, schedule_issue
     from newsletter.store import Store
+    from newsletter.store.schedules import Schedules
 
+    folder = issue_folder(env, issue)
     with Store.open(env.settings.database_url) as store:
-        row = schedule_issue(env.settings, store, issue_folder(env, issue), when)
+        schedules = Schedules(store)
+        if confirm_risk and not when and schedules.confirm_risk(folder.name):
+            row = schedules.get(folder.name)
+            assert row is not None
+            click.echo(f"{row.issue}: risk confirmed; it goes out at its time "
+                       f"({local(row):%Y-%m-%d %H:%M %Z}), or at the scheduler's next pass "
+                       "if that has passed (within the grace period)")
+            return
+        row = schedule_issue(env.settings, store, folder, when, confirm_risk=confirm_risk)
     click.echo(f"{row.issue} will be sent at {local(row):%Y-%m-%d %H:%M %Z} "
                f"({row.send_at.astimezone():%Y-%m-%d %H:%M %Z} here) by `newsletter scheduler`")
 

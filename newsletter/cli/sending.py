@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 UNKNOWN_HINT = ("`newsletter status {slug}` lists them; `newsletter send {slug} --retry-unknown` "
                 "resends them (those who did get it will get it twice).")
+TRIGGERED = ("{slug} is a triggered issue ({when}): `newsletter scheduler` sends it to each "
+             "subscriber at their own time (`newsletter triggers` shows how it stands); proofs "
+             "go out with --test-to")
 CHANGED = ("{slug} changed since its send began ({sent} already sent): the rest would get "
            "another version. Restore the sent version, or send the new one as a new issue.")
 
@@ -84,6 +87,9 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
                                                        proofs, test_to):
                     click.echo(f"proof ({language}) sent to {address} ({message_id})")
         return
+    if loaded.meta.trigger is not None:
+        raise NewsletterError(TRIGGERED.format(slug=loaded.slug,
+                                               when=loaded.meta.trigger.describe()))
     if proof_language:
         raise click.UsageError("--language chooses the language of proofs: use it with "
                                "--test-to")
@@ -93,6 +99,7 @@ def send(env: Env, issue: str, transport: str | None, rate: float | None,
         audience = loaded.meta.audience
         if missing := missing_attributes(rendered, store, audience):
             raise NewsletterError(f"{loaded.slug}: {missing}")
+        _warn_of_the_last_issue(store, exclude=loaded.slug)
         if dry_run:
             count, size, problems = rehearse(rendered, settings, store, audience)
             for problem in problems:
@@ -217,11 +224,13 @@ def _counts_line(counts: dict[str, int]) -> str:
 def status(env: Env, issue: str, as_json: bool) -> None:
     """Show how a send stands: counts per status, first errors, timing, and what SES reported
     since (deliveries, bounces, complaints, opens, clicks) with the unsubscribes it brought."""
+    from newsletter.reports.alarms import last_issue_alarm
     from newsletter.sending.scheduling import local
     from newsletter.store import Store
     from newsletter.store.events import EventLog
     from newsletter.store.ledger import Ledger
     from newsletter.store.schedules import Schedules
+    from newsletter.store.triggers import Triggers
 
     slug = issue_folder(env, issue).name
     with Store.open(env.settings.database_url) as store:
@@ -229,10 +238,14 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         send_row = ledger.send(slug)
         counts, timing = ledger.counts(slug), ledger.timing(slug)
         languages = ledger.languages(slug)
+        versions = {v: c for v, c in ledger.versions(slug).items() if v}  # triggered issues
         errors, unknown = ledger.errors(slug, "failed"), ledger.errors(slug, "unknown")
         reported = EventLog(store).summary(slug)
         scheduled = Schedules(store).get(slug)
+        alarm = last_issue_alarm(store)
+        trigger = Triggers(store).get(slug)
     state = ("not sent" if send_row is None else
+             f"triggered, {trigger.state}" if trigger else
              "in progress or interrupted" if counts["queued"] or counts["claimed"]
              or counts["sending"] else "complete")
     schedule = None if scheduled is None else {
@@ -240,12 +253,13 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         "note": scheduled.note}
     report = {"issue": slug, "state": state, "schedule": schedule,
               "planned": send_row.planned if send_row else 0,
-              "counts": counts, "languages": languages,
+              "counts": counts, "languages": languages, "versions": versions,
               "errors": [{"error": e, "count": n} for e, n in errors],
               "unknown": [{"reason": e, "count": n} for e, n in unknown],
               "planned_at": send_row.created_at.isoformat() if send_row else None,
               "first_claimed": _iso(timing["first_claimed"]),
-              "last_finished": _iso(timing["last_finished"]), "events": reported}
+              "last_finished": _iso(timing["last_finished"]), "events": reported,
+              "alarms": alarm.as_dicts() if alarm else []}
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -256,6 +270,10 @@ def status(env: Env, issue: str, as_json: bool) -> None:
     if send_row:
         click.echo(f"planned {report['planned']} on {report['planned_at']}")
         click.echo(_counts_line(counts))
+        if versions:
+            click.echo("by version: " + ", ".join(
+                f"{version[:8]} {sum(by_status.values())} ({by_status.get('sent', 0)} sent)"
+                for version, by_status in versions.items()))
         if len(languages) > 1:
             original = env.settings.language
             click.echo("by language: " + ", ".join(
@@ -272,6 +290,17 @@ def status(env: Env, issue: str, as_json: bool) -> None:
         if report["first_claimed"]:
             click.echo(f"sending from {report['first_claimed']} to {report['last_finished']}")
         click.echo(f"reported since: {_events_line(reported)}")
+    for line in alarm.lines() if alarm else []:
+        click.echo(line, err=True)
+
+
+def _warn_of_the_last_issue(store: Any, exclude: str) -> None:
+    """Before a send: the last issue's bounce or complaint rate crossed an SES threshold."""
+    from newsletter.reports.alarms import last_issue_alarm
+
+    alarm = last_issue_alarm(store, exclude=exclude)
+    for line in alarm.lines() if alarm else []:
+        click.echo(line, err=True)
 
 
 def _events_line(reported: dict[str, int]) -> str:

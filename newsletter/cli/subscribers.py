@@ -103,17 +103,22 @@ def add(env: Env, email: str, name: str, attributes: dict[str, str], tags: tuple
 @click.option("--status", "status", type=click.Choice(["active", "pending"]), default="active",
               show_default=True, help="Status of new rows that have none of their own.")
 @click.option("--tag", "tags", multiple=True, help="Tag every imported row (repeatable).")
+@click.option("--welcome", is_flag=True,
+              help="Send the welcome issue (and its sequence) to those added or made active.")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write rejected rows (default: FILE.rejects.csv beside FILE).")
 @pass_env
 def import_(env: Env, file: Path, columns: dict[str, str], encoding: str,
             delimiter: str | None, update: bool, resubscribe: bool, status: str,
-            tags: tuple[str, ...], rejects: Path | None) -> None:
-    """Import subscribers from a CSV file with an email column (exit 1 if rows were rejected)."""
+            tags: tuple[str, ...], welcome: bool, rejects: Path | None) -> None:
+    """Import subscribers from a CSV file with an email column (exit 1 if rows were rejected).
+
+    Without --welcome, the welcome issue does not go to them: they are on the list already."""
     from newsletter.subscribers.imports import ImportOptions, import_csv
 
     options = ImportOptions(update=update, resubscribe=resubscribe, status=Status(status),
-                            tags=tags, columns=columns, encoding=encoding, delimiter=delimiter)
+                            tags=tags, columns=columns, encoding=encoding, delimiter=delimiter,
+                            welcome=welcome)
     with _store(env) as store, click.progressbar(length=file.stat().st_size, file=sys.stderr,
                                                  label=f"Importing {file.name}") as bar:
         report = import_csv(store, file, options, rejects_path=rejects,
@@ -130,6 +135,8 @@ def _print_report(report: ImportReport) -> None:
         click.echo(f"… and {report.set_aside - SHOWN_REJECTS:,} more", err=True)
     counts = ", ".join(f"{count:,} {name}" for name, count in report.counts().items())
     click.echo(f"{report.rows:,} rows: {counts}")
+    if report.welcomed:
+        click.echo(f"{report.welcomed:,} to welcome: the scheduler sends them the welcome issue")
     if report.rejects_path:
         click.echo(f"rejected and duplicate rows, with the reason, are in {report.rejects_path}"
                    " (fix them and import that file)")

@@ -23,6 +23,7 @@ from newsletter.authoring.render import render_edition
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.message import Edition
+from newsletter.reports.alarms import hold_reason, last_issue_alarm
 from newsletter.sending.engine import (
     Progress,
     SendOptions,
@@ -32,6 +33,7 @@ from newsletter.sending.engine import (
     plan_send,
     send_issue,
 )
+from newsletter.sending.triggered import run_triggers
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
 from newsletter.store.schedules import ScheduleRow, Schedules
@@ -79,9 +81,15 @@ def local(row: ScheduleRow) -> dt.datetime:
 
 
 def schedule_issue(settings: Settings, store: Store, folder: Path, when: str | None = None,
-                   now: dt.datetime | None = None) -> ScheduleRow:
-    """Pin an issue to a time (``when`` or its ``send_at``), with the hash of what it renders."""
+                   now: dt.datetime | None = None, *,
+                   confirm_risk: bool = False) -> ScheduleRow:
+    """Pin an issue to a time (``when`` or its ``send_at``), with the hash of what it renders.
+    ``confirm_risk``: send it even if the last issue's complaint rate would hold it."""
     issue = load_issue(folder, settings)
+    if issue.meta.trigger is not None:
+        raise NewsletterError(f"{issue.slug} is a triggered issue "
+                              f"({issue.meta.trigger.describe()}): the scheduler sends it to "
+                              "each subscriber at their own time, without a schedule")
     if has_errors(check_issue(folder, settings)):
         raise NewsletterError(f"{issue.slug} does not pass `newsletter check`: fix it first")
     edition = render_edition(folder, settings)
@@ -101,7 +109,7 @@ def schedule_issue(settings: Settings, store: Store, folder: Path, when: str | N
         raise NewsletterError(f"{issue.slug} has already been sent (or is being sent)")
     schedules = Schedules(store)
     schedules.put(issue.slug, send_at.astimezone(dt.UTC), zone_label(send_at),
-                  content_hash(edition))
+                  content_hash(edition), risk_confirmed=confirm_risk)
     row = schedules.get(issue.slug)
     assert row is not None
     return row
@@ -157,6 +165,8 @@ class Runner:
             if self.stop.is_set():
                 break
             self.handle(row, report)
+        if not self.stop.is_set():
+            run_triggers(self, report)  # welcome issues and sequences: whoever is due now
         return report
 
     def handle(self, row: ScheduleRow, report: PassReport) -> None:
@@ -190,7 +200,16 @@ class Runner:
             return "edited after it was scheduled; check it and schedule it again"
         if has_errors(check_issue(folder, self.settings)):
             return "it fails `newsletter check`"
-        return missing_attributes(edition.original, self.store, audience)
+        if missing := missing_attributes(edition.original, self.store, audience):
+            return missing
+        return self.risk(row)
+
+    def risk(self, row: ScheduleRow) -> str:
+        """Why the last issue's complaint rate holds this one ("" if it does not): only before
+        its send starts, and only until someone confirms the risk."""
+        if row.state != "scheduled" or row.risk_confirmed_at is not None:
+            return ""
+        return hold_reason(last_issue_alarm(self.store, exclude=row.issue), row.issue)
 
     def send(self, row: ScheduleRow, edition: Edition, audience: tuple[str, ...],
              report: PassReport) -> None:

@@ -103,7 +103,9 @@ class EventRecord(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_issue_type", "issue", "type"),
+        # An issue's figures, counted from the indexes alone (reports; see migration 0009).
+        Index("ix_events_report", "issue", "type", "message_id", "subscriber_id"),
+        Index("ix_events_timeline", "issue", "occurred_at", "type"),
         Index("ix_events_subscriber_id_type", "subscriber_id", "type"),
         {"sqlite_autoincrement": True},
     )

@@ -111,6 +111,10 @@ class Subscriber(Base):
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # When mail stopped: set on unsubscribe, bounce and complaint alike.
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # When they joined in a way that welcomes them (confirmed, added, rejoined, imported with
+    # --welcome): welcome issues go to those who joined after the trigger went live. None: on
+    # the list without a welcome (a plain import).
+    welcome_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
 
     consents: Mapped[list[Consent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True,

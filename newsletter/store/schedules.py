@@ -8,7 +8,9 @@ back instead of sent. States:
     sending     its time came; the send engine is (or was, before a crash) working on it
     sent        the send completed
     missed      its time passed longer ago than the grace period while no scheduler ran
-    held        not sent: edited after scheduling, or failing ``newsletter check``
+    held        not sent: edited after scheduling, failing ``newsletter check``, or the last
+                issue's complaint rate crossed SES's pause threshold and nobody confirmed
+                the risk (``risk_confirmed_at``)
 
 The lease is one row that at most one scheduler holds at a time; a holder renews it on every
 pass, and a dead holder's lease expires, so another scheduler takes over.
@@ -40,6 +42,9 @@ class Schedule(Base):
     state: Mapped[str] = mapped_column(String(16), default="scheduled")
     note: Mapped[str] = mapped_column(String(500), default="")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Someone confirmed sending it although the last issue's complaint rate crossed SES's
+    # pause threshold (``schedule ISSUE --confirm-risk``); None: held if it did.
+    risk_confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class Lease(Base):
@@ -58,6 +63,7 @@ class ScheduleRow:
     content_hash: str
     state: str
     note: str
+    risk_confirmed_at: dt.datetime | None = None
 
 
 class Schedules:
@@ -67,15 +73,27 @@ class Schedules:
         self.store = store
         self.postgres = store.engine.dialect.name == "postgresql"
 
-    def put(self, issue: str, send_at: dt.datetime, zone: str, content_hash: str) -> None:
-        """Schedule (or re-schedule) an issue; a re-schedule also releases a held issue."""
+    def put(self, issue: str, send_at: dt.datetime, zone: str, content_hash: str,
+            risk_confirmed: bool = False) -> None:
+        """Schedule (or re-schedule) an issue; a re-schedule also releases a held issue, and
+        forgets a confirmed risk unless ``risk_confirmed``."""
+        now = utcnow()
         values = {"issue": issue, "send_at": send_at, "zone": zone,
                   "content_hash": content_hash, "state": "scheduled", "note": "",
-                  "updated_at": utcnow()}
+                  "updated_at": now, "risk_confirmed_at": now if risk_confirmed else None}
         upsert = (postgresql.insert if self.postgres else sqlite.insert)(Schedule).values(values)
         with self.store.writer.begin() as connection:
             connection.execute(upsert.on_conflict_do_update(
                 index_elements=["issue"], set_={k: v for k, v in values.items() if k != "issue"}))
+
+    def confirm_risk(self, issue: str) -> bool:
+        """Let a scheduled or held issue go out despite the last issue's rates: a held one is
+        scheduled again, at its time. False if the issue is not scheduled or held."""
+        with self.store.writer.begin() as connection:
+            changed = connection.execute(update(Schedule).where(
+                Schedule.issue == issue, Schedule.state.in_(("scheduled", "held"))).values(
+                state="scheduled", note="", risk_confirmed_at=utcnow(), updated_at=utcnow()))
+        return bool(changed.rowcount)
 
     def remove(self, issue: str) -> bool:
         with self.store.writer.begin() as connection:
@@ -132,4 +150,4 @@ class Schedules:
 
 
 _COLUMNS = (Schedule.issue, Schedule.send_at, Schedule.zone, Schedule.content_hash,
-            Schedule.state, Schedule.note)
+            Schedule.state, Schedule.note, Schedule.risk_confirmed_at)

@@ -294,6 +294,17 @@ class Store:
                                     evidence=evidence, given_at=subscriber.confirmed_at))
         return subscriber
 
+    def welcome_imported(self, stamp: dt.datetime) -> int:
+        """Welcome those an import (whose rows carry ``updated_at == stamp``) added as active
+        or made active: welcome issues go to them. Returns how many. Their ``welcome_at`` is
+        now, when the import is done, not when it began, so that a long import is not older
+        than the scheduler's look back."""
+        with self.writer.begin() as connection:
+            return connection.execute(update(Subscriber).where(
+                Subscriber.updated_at == stamp, Subscriber.status == Status.ACTIVE,
+                (Subscriber.created_at == stamp) | (Subscriber.status_changed_at == stamp))
+                .values(welcome_at=utcnow())).rowcount or 0
+
     def record_consent(self, subscriber_id: int, *, method: str, ip: str | None = None,
                        evidence: str = "", at: dt.datetime | None = None) -> Consent:
         """Keep evidence of consent: how (web form, import, ...), when, from which IP."""
@@ -502,6 +513,7 @@ def change_status(subscriber: Subscriber, status: Status, *, reason: str,
     elif status is Status.ACTIVE:
         subscriber.unsubscribed_at = None
         subscriber.confirmed_at = subscriber.confirmed_at or now
+        subscriber.welcome_at = now  # welcome issues go to them (each at most once)
 
 
 def _refusal(subscriber: Subscriber) -> Exception:

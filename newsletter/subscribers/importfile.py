@@ -85,6 +85,7 @@ class ImportOptions:
     encoding: str = "utf-8-sig"
     delimiter: str | None = None  # None: guess from the header line (, ; tab |)
     source: str | None = None  # default "import:<file name>"
+    welcome: bool = False  # welcome issues go to those it adds (or makes active)
     batch_size: int = BATCH_SIZE
 
 

@@ -46,6 +46,7 @@ class ImportReport:
     suppressed: int = 0
     duplicates: int = 0
     rejected: int = 0
+    welcomed: int = 0  # with --welcome: those welcome issues will go to
     rejects_path: Path | None = None
     set_aside: int = 0  # rows written to the rejects file: rejected, and ignored duplicates
     shown: list[Reject] = field(default_factory=list)  # the first MAX_SHOWN of those
@@ -95,6 +96,8 @@ def import_csv(store: Store, path: Path, options: ImportOptions | None = None, *
                 if progress:
                     progress(chunk.position)
                 del chunk  # before the next batch is read: one in memory at a time
+    if options.welcome:
+        report.welcomed = store.welcome_imported(policy.stamp)
     return report
 
 

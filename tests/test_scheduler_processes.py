@@ -61,6 +61,14 @@ def stop(process):
     return process.returncode, errors.decode()
 
 
+def expire_lease(database_url):
+    """A dead runner's lease would hold the successor off for up to 90 s: expire it now rather
+    than make the test wait (the expiry itself is tested in test_scheduling)."""
+    with Store.open(database_url) as store, store.writer.begin() as connection:
+        connection.execute(update(Lease).values(
+            expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+
+
 def test_two_schedulers_one_due_issue_everyone_once(workspace, database_url):
     count = 300
     due_soon(workspace, database_url, count)
@@ -89,11 +97,7 @@ def test_a_killed_scheduler_is_taken_over_and_the_send_completes(workspace, data
         first.send_signal(signal.SIGKILL)
         first.wait(30)
         first.stderr.close()
-        # The dead runner's lease would hold the successor off for up to 90 s: expire it now
-        # rather than make the test wait (the expiry itself is tested in test_scheduling).
-        with Store.open(database_url) as store, store.writer.begin() as connection:
-            connection.execute(update(Lease).values(
-                expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+        expire_lease(database_url)
         second = scheduler(workspace, env)
         with Store.open(database_url) as store:
             wait_until(lambda: Schedules(store).get(SLUG).state == "sent")

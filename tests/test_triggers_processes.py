@@ -4,22 +4,24 @@ taken over and nobody gets the welcome twice (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import update
-
 from newsletter.store import Store
 from newsletter.store.ledger import Ledger
-from newsletter.store.schedules import Lease
 from newsletter.subscribers.imports import ImportOptions, import_csv
 from tests.fakeses import fetch, spawn
 from tests.helpers import write_issue
 from tests.test_crash import ledger_emails, received
-from tests.test_scheduler_processes import environment, scheduler, stop, wait_until
+from tests.test_scheduler_processes import (
+    environment,
+    expire_lease,
+    scheduler,
+    stop,
+    wait_until,
+)
 from tests.test_triggers import WELCOME, WELCOME_TEXT
 
 
@@ -73,10 +75,7 @@ def test_a_scheduler_killed_mid_welcome_is_taken_over_and_nobody_gets_it_twice(
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(30)
             doomed.stderr.close()
-            with Store.open(database_url) as store, store.writer.begin() as connection:
-                # The dead runner's lease would hold the next one off for 90 s.
-                connection.execute(update(Lease).values(
-                    expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+            expire_lease(database_url)
         last = scheduler(workspace, env)
         with Store.open(database_url) as store:
             wait_until(lambda: settled(Ledger(store).counts(WELCOME)) == len(everyone),

@@ -45,9 +45,7 @@ class Step:
     detail: str = ""
 
     def describe(self, dry_run: bool) -> str:
-        verb = {"exists": "exists", "create": "create", "update": "update"}[self.action]
-        if dry_run and self.action != "exists":
-            verb = f"would {verb}"
+        verb = f"would {self.action}" if dry_run and self.action != "exists" else self.action
         detail = f": {self.detail}" if self.detail else ""
         return f"{MARKS[self.action]} {verb} {self.what}{detail}"
 

@@ -24,9 +24,10 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+from scratch import drop_schema, postgres_schema
 
 POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
                           "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -149,33 +150,6 @@ def run_phase(kind: str, url: str, csv_path: Path) -> dict[str, float]:
         sys.exit(f"{kind} into {url} failed:\n{out.stderr}")
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
-
-
-def postgres_schema(url: str) -> tuple[str, str] | None:
-    """A scratch schema and the URL that uses it, or None when no server answers."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except OperationalError:
-        return None
-    finally:
-        engine.dispose()
-    separator = "&" if "?" in url else "?"
-    return schema, f"{url}{separator}options=-csearch_path%3D{schema}"
-
-
-def drop_schema(url: str, schema: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
 
 
 def report(label: str, figures: dict[str, float]) -> None:

@@ -19,9 +19,10 @@ import argparse
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from scratch import drop_schema, postgres_schema
 
 from newsletter.reports.figures import issue_report, list_report
 from newsletter.reports.html import render_issue_report, render_list_report
@@ -167,31 +168,6 @@ def issue_page(store: Store) -> str:
     return render_issue_report(report)
 
 
-def postgres_schema(url: str, kept: str | None = None) -> tuple[str, str]:
-    """A scratch schema (``kept``, made if missing) and the URL that uses it."""
-    from sqlalchemy import create_engine, text
-
-    schema = kept or f"bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        exists = connection.execute(text("SELECT 1 FROM information_schema.schemata WHERE "
-                                         "schema_name = :name"), {"name": schema}).first()
-        if not exists:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    engine.dispose()
-    separator = "&" if "?" in url else "?"
-    return schema, f"{url}{separator}options=-csearch_path%3D{schema}"
-
-
-def drop_schema(url: str, schema: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    engine.dispose()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipients", type=int, default=1_000_000)
@@ -208,7 +184,10 @@ def main() -> None:
             database = args.keep or Path(folder) / "bench.db"
             measure(f"sqlite:///{database}", args.recipients, out)
             return
-        schema, url = postgres_schema(args.postgres, KEPT if args.keep else None)
+        scratch = postgres_schema(args.postgres, KEPT if args.keep else None)
+        if scratch is None:
+            raise SystemExit(f"no PostgreSQL at {args.postgres}")
+        schema, url = scratch
         print(f"PostgreSQL ({args.recipients:,} recipients)", flush=True)
         try:
             measure(url, args.recipients, out)

@@ -18,8 +18,10 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from scratch import drop_schema, postgres_schema
 from sqlalchemy import text
 
 from newsletter.authoring.render import render_edition
@@ -75,20 +77,14 @@ def make_folder(root: Path) -> Path:
     return root
 
 
-def database(root: Path, postgres: bool) -> tuple[str, object]:
+def database(root: Path, postgres: bool) -> tuple[str, Callable[[], None]]:
     if not postgres:
         return f"sqlite:///{root / 'bench.db'}", lambda: None
-    import psycopg
-
-    schema = f"bench_triggers_{os.getpid()}"
-    admin = psycopg.connect(POSTGRES.replace("postgresql+psycopg://", "postgresql://"),
-                            autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-    return f"{POSTGRES}?options=-csearch_path%3D{schema}", drop
+    scratch = postgres_schema(POSTGRES)
+    if scratch is None:
+        raise SystemExit(f"no PostgreSQL at {POSTGRES}")
+    schema, url = scratch
+    return url, lambda: drop_schema(POSTGRES, schema)
 
 
 def run(root: Path, url: str, args: argparse.Namespace) -> None:

@@ -74,19 +74,18 @@ class Account:
 
     def call(self, service: str, operation: str, **params: Any) -> Any:
         """Run one API call; AwsError with AWS's own words if it fails."""
-        try:
-            return getattr(self.client(service), operation)(**params)
-        except ClientError as error:
-            raise _aws_error(service, operation, error) from None
-        except BotoCoreError as error:
-            raise AwsError(f"{_action(service, operation)}: {error}") from None
+        return self._invoke(service, operation, params, missing_ok=False)
 
     def find(self, service: str, operation: str, **params: Any) -> Any | None:
         """``call``, but None where AWS answers that the resource does not exist."""
+        return self._invoke(service, operation, params, missing_ok=True)
+
+    def _invoke(self, service: str, operation: str, params: dict[str, Any], *,
+                missing_ok: bool) -> Any:
         try:
             return getattr(self.client(service), operation)(**params)
         except ClientError as error:
-            if _code(error) in _MISSING:
+            if missing_ok and _code(error) in _MISSING:
                 return None
             raise _aws_error(service, operation, error) from None
         except BotoCoreError as error:

@@ -54,11 +54,13 @@ class Triggered:
     state: TriggerState | None  # None: not live yet
 
 
-def find_triggered(settings: Settings, store: Store) -> list[Triggered]:
-    """Every triggered issue in issues/, with its rule resolved and its state."""
+def find_triggered(settings: Settings, store: Store,
+                   states: dict[str, TriggerState] | None = None) -> list[Triggered]:
+    """Every triggered issue in issues/, with its rule resolved and its state (``states``:
+    the triggers' states, when the caller has read them already)."""
     found = triggered_issues(settings)
     welcome = [slug for slug, meta in found.items() if meta.trigger and meta.trigger.welcome]
-    states = Triggers(store).all()
+    states = Triggers(store).all() if states is None else states
     return [Triggered(slug, meta, _rule(meta, welcome), states.get(slug))
             for slug, meta in found.items()]
 
@@ -83,8 +85,9 @@ def language_chooser(settings: Settings, folder: Path) -> Callable[[str | None],
 
 def run_triggers(runner: Runner, report: PassReport) -> None:
     """One pass over every triggered issue (the caller holds the scheduler lease)."""
-    found = find_triggered(runner.settings, runner.store)
-    for slug in Triggers(runner.store).all().keys() - {t.slug for t in found}:
+    states = Triggers(runner.store).all()
+    found = find_triggered(runner.settings, runner.store, states)
+    for slug in states.keys() - {t.slug for t in found}:
         if problem := _unreadable(runner.settings, slug):  # live, and now broken
             report.held.append(slug)
             report.say(f"{slug}: held: {problem}")
@@ -108,8 +111,8 @@ def _run_one(runner: Runner, triggered: Triggered, report: PassReport) -> None:
                    "issue (see `newsletter check`)")
         return
     if state is None:
-        edition = _checked(settings, slug, report, "goes live once it passes")
-        if edition is not None:
+        if _passes(settings, slug, report, "goes live once it passes") \
+                and (edition := _rendered(settings, slug)) is not None:
             triggers.go_live(slug, rule, content_hash(edition), edition.original.subject, now,
                              triggered.meta.audience)
             report.say(f"{slug}: live: goes to each subscriber "
@@ -133,8 +136,8 @@ def _send(runner: Runner, triggered: Triggered, state: TriggerState, added: int,
     triggers, ledger = Triggers(runner.store), Ledger(runner.store)
     edition = _rendered(settings, slug)
     if edition is None or content_hash(edition) != state.version:
-        edition = _checked(settings, slug, report, "the due wait until it passes")
-        if edition is None:
+        if not _passes(settings, slug, report, "the due wait until it passes") \
+                or edition is None:
             triggers.hold(slug, HELD)
             return
         version = content_hash(edition)
@@ -176,17 +179,17 @@ def _unreadable(settings: Settings, slug: str) -> str:
 def _rendered(settings: Settings, slug: str) -> Edition | None:
     try:
         return render_edition(settings.issues_dir / slug, settings)
-    except NewsletterError:  # broken content: `check` says how, in _checked
+    except NewsletterError:  # broken content: `check` says how, in _passes
         return None
 
 
-def _checked(settings: Settings, slug: str, report: PassReport, then: str) -> Edition | None:
-    """The issue rendered, if it passes ``check``; else None, and the pass says it is held."""
+def _passes(settings: Settings, slug: str, report: PassReport, then: str) -> bool:
+    """Whether the issue passes ``check``; if not, the pass says it is held."""
     if has_errors(check_issue(settings.issues_dir / slug, settings)):
         report.held.append(slug)
         report.say(f"{slug}: held: it fails `newsletter check`; {then}")
-        return None
-    return _rendered(settings, slug)
+        return False
+    return True
 
 
 def _when(triggered: Triggered) -> str:
